@@ -1,0 +1,3 @@
+"""AIVJ continuous training platform for coupling_net, on Dagster software-defined assets."""
+
+__version__ = "0.1.0"

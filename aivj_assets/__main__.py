@@ -1,0 +1,7 @@
+"""``python -m aivj_assets`` is the ``aivj`` command line."""
+
+import sys
+
+from aivj_assets.cli import main
+
+sys.exit(main())

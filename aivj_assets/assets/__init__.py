@@ -1,0 +1,1 @@
+"""Dagster assets: raw_pairs, elite_set and the model stages."""

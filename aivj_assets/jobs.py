@@ -1,0 +1,3 @@
+"""Jobs. (skeleton, issue 4 fills it)"""
+
+JOBS: list = []

@@ -1,0 +1,1 @@
+"""Dagster resources: notifier, system monitor, control."""

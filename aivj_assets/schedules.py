@@ -1,0 +1,3 @@
+"""Schedules. (skeleton, issue 5 fills it)"""
+
+SCHEDULES: list = []

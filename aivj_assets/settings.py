@@ -1,0 +1,266 @@
+"""Every path, threshold and window of the platform in one typed place.
+
+Each field can be set by an environment variable ``AIVJ_<NAME>`` (upper case), or by
+the owner's own names where DESIGN fixes them (``TELEGRAM_TOKEN``, ``TELEGRAM_CHAT_ID``).
+A ``.env`` file at the project root (or at ``AIVJ_ENV_FILE``) is read first; real
+environment variables win over it. This module imports no Dagster.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from datetime import time as dtime
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Secret(str):
+    """A string that never shows itself in repr, logs or exceptions."""
+
+    def __repr__(self) -> str:
+        return "Secret('********')" if self else "Secret('')"
+
+    def reveal(self) -> str:
+        """The real value, for the one place that sends it (an HTTP or SMTP call)."""
+        return str.__str__(self)
+
+    def __str__(self) -> str:  # f-strings and logging go through __str__/__format__
+        return "********" if self else ""
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+# Fields whose variable is not AIVJ_<NAME>: the owner's existing names.
+_ENV_NAMES = {
+    "telegram_token": "TELEGRAM_TOKEN",
+    "telegram_chat_id": "TELEGRAM_CHAT_ID",
+    "dagster_home": "DAGSTER_HOME",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The platform's configuration; build it with :func:`load_settings`."""
+
+    # --- places -------------------------------------------------------------------
+    data_dir: Path = PROJECT_ROOT / "data"
+    elite_dir: Path | None = None  # default: <data_dir>/AIVJ_FINAL_ELITE
+    home: Path = PROJECT_ROOT  # holds models/, checkpoints/, store/, training_report.json
+    dagster_home: Path = PROJECT_ROOT / ".dagster_home"
+
+    # --- data contract --------------------------------------------------------------
+    audio_field: str = "audio"
+    preset_field: str = "preset"
+    label_field: str = "label"
+    pair_id_field: str = "pair_id"
+    weight_field: str = "weight"
+    val_fraction: float = 0.1  # share of rows (by content hash) held out for validation
+    elite_judge_fraction: float = 0.5  # share of elite rows held out for judging
+    settle_seconds: float = 3.0  # a file must stay unchanged this long before ingest
+    sensor_interval_seconds: int = 30
+    sensor_max_files_per_tick: int = 200
+    sensor_max_bytes_per_tick: int = 512 * 1024 * 1024
+    bad_row_share_max: float = 0.05  # warning check on raw_pairs
+    label_balance_min: float = 0.1  # minority-label share under this warns
+    drift_psi_max: float = 0.25  # population stability index over this warns
+
+    # --- training -----------------------------------------------------------------
+    model_factory: str = ""  # "package.module:function" to replace CouplingNet
+    hidden_dim: int = 512
+    embed_dim: int = 256
+    warmup_epochs: int = 2
+    full_epochs: int = 8
+    incremental_epochs: int = 3
+    replay_ratio: float = 1.0  # old rows replayed per new row in incremental training
+    seed: int = 0
+    batch_size: int = 512
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-2
+    device: str = "auto"  # auto | cpu | cuda
+    bf16: bool = False
+    checkpoint_every: int = 500
+    checkpoint_keep: int = 5
+    control_poll_seconds: float = 2.0  # how often the loop asks whether to go on
+
+    # --- gates and policies -------------------------------------------------------
+    elite_min_accuracy: float = 0.95
+    val_min_accuracy: float = 0.90
+    beat_elite_factor: float = 1.01
+    val_loss_rise_epochs: int = 3
+    loss_change_max: float = 0.5
+    nan_max_recoveries: int = 3
+    worsen_epochs: int = 2
+    val_drop_alert: float = 0.10
+    min_improvement: float = 0.005
+    full_every_days: int = 7
+    keep_versions: int = 5
+    keep_versions_low_disk: int = 3
+    run_retries: int = 3
+
+    # --- window -------------------------------------------------------------------
+    timezone: str = "Asia/Shanghai"
+    window: str = "02:00-06:00"
+
+    # --- resources ----------------------------------------------------------------
+    ram_max_percent: float = 85.0
+    cpu_max_percent: float = 90.0
+    cpu_sustain_seconds: int = 300
+    disk_min_free_gb: float = 5.0
+    gpu_temp_hot: float = 83.0
+    gpu_temp_cool: float = 75.0
+    gpu_mem_max_fraction: float = 0.95
+
+    # --- notifications ------------------------------------------------------------
+    telegram_token: Secret = Secret("")
+    telegram_chat_id: str = ""
+    telegram_api: str = "https://api.telegram.org"
+    telegram_allowed_users: str = ""  # comma-separated user ids; default: the chat's owner
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_user: str = ""
+    smtp_password: Secret = Secret("")
+    smtp_from: str = ""
+    smtp_to: str = ""
+    smtp_starttls: bool = True
+    smtp_ssl: bool = False
+    notify_min_interval_seconds: float = 2.0
+
+    extra: dict[str, str] = field(default_factory=dict, repr=False)
+
+    # --- derived places -----------------------------------------------------------
+    @property
+    def elite_path(self) -> Path:
+        """The elite golden-data folder."""
+        return self.elite_dir if self.elite_dir is not None else self.data_dir / "AIVJ_FINAL_ELITE"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.home / "checkpoints"
+
+    @property
+    def store_dir(self) -> Path:
+        return self.home / "store"
+
+    @property
+    def report_path(self) -> Path:
+        return self.home / "training_report.json"
+
+    @property
+    def state_dir(self) -> Path:
+        """Small durable state files (pause flag, notifier dedup)."""
+        return self.home / "state"
+
+    @property
+    def window_bounds(self) -> tuple[dtime, dtime]:
+        """The nightly window's start and end as local times in ``timezone``."""
+        start, end = (part.strip() for part in self.window.split("-", 1))
+        return dtime.fromisoformat(start), dtime.fromisoformat(end)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (used for per-run overrides and tests)."""
+        return dataclasses.replace(self, **changes)
+
+    def public_dict(self) -> dict[str, Any]:
+        """Every setting as plain values, secrets masked: safe for metadata and logs."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name == "extra":
+                continue
+            value = getattr(self, f.name)
+            if isinstance(value, Secret):
+                value = "********" if value else ""
+            elif isinstance(value, Path):
+                value = str(value)
+            out[f.name] = value
+        return out
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable that sets ``field_name``."""
+    return _ENV_NAMES.get(field_name, "AIVJ_" + field_name.upper())
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """``KEY=VALUE`` lines of a ``.env`` file; comments, blanks and ``export`` allowed."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export ") :].strip()
+        if "=" not in line:
+            raise ValueError(f"{path}:{lineno}: expected KEY=VALUE, got {line[:40]!r}")
+        key, value = line.split("=", 1)
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def _parse(name: str, annotation: Any, raw: str) -> Any:
+    hint = annotation
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if raw.strip() == "":
+            return None
+        hint = args[0]
+    try:
+        if hint is bool:
+            lowered = raw.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError("expected true/false")
+        if hint is int:
+            return int(raw)
+        if hint is float:
+            return float(raw)
+        if hint is Path:
+            return Path(raw).expanduser()
+        if hint is Secret:
+            return Secret(raw)
+        return raw
+    except ValueError as exc:
+        shown = "(hidden)" if hint is Secret else repr(raw)
+        raise ValueError(f"setting {env_name(name)}={shown}: {exc}") from None
+
+
+def load_settings(env: dict[str, str] | None = None, env_file: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from defaults, then ``.env``, then the environment, then ``overrides``."""
+    environ = dict(os.environ) if env is None else dict(env)
+    if env_file is None:
+        env_file = Path(environ.get("AIVJ_ENV_FILE", PROJECT_ROOT / ".env"))
+    merged = {**read_env_file(env_file), **environ}
+    hints = typing.get_type_hints(Settings)
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        if f.name == "extra":
+            continue
+        name = env_name(f.name)
+        if name in merged:
+            values[f.name] = _parse(f.name, hints[f.name], merged[name])
+    values.update(overrides)
+    settings = Settings(**values)
+    # Relative paths are taken from the project root, so the CLI and the daemon agree.
+    for key in ("data_dir", "home", "dagster_home", "elite_dir"):
+        value = getattr(settings, key)
+        if isinstance(value, Path) and not value.is_absolute():
+            settings = settings.replace(**{key: (PROJECT_ROOT / value).resolve()})
+    return settings

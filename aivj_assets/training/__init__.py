@@ -1,0 +1,1 @@
+"""Training: CouplingNet, the checkpointed loop, checkpoints and metrics (no Dagster)."""

@@ -1,0 +1,49 @@
+"""Shared fixtures: every test gets its own AIVJ_HOME, data folder and DAGSTER_HOME."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Keep torch to one thread per test process: CI has 2 cores and tests run real training.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture
+def aivj_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Point every AIVJ and Dagster path at a fresh temporary tree; return its Settings."""
+    from aivj_assets.settings import load_settings
+
+    home = tmp_path / "home"
+    data = tmp_path / "data"
+    dagster_home = tmp_path / "dagster_home"
+    for d in (home, data, dagster_home):
+        d.mkdir()
+    env = {
+        "AIVJ_HOME": str(home),
+        "AIVJ_DATA_DIR": str(data),
+        "DAGSTER_HOME": str(dagster_home),
+        "AIVJ_ENV_FILE": str(tmp_path / "no.env"),
+        "AIVJ_SETTLE_SECONDS": "0",
+    }
+    for key in list(os.environ):
+        if key.startswith("AIVJ_") or key.startswith("TELEGRAM_") or key.startswith("AIVJ_SMTP"):
+            monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return load_settings()
+
+
+@pytest.fixture
+def dagster_instance(aivj_env) -> Iterator:
+    """A real Dagster instance on the temporary DAGSTER_HOME, with the project's template."""
+    import dagster as dg
+
+    from aivj_assets.instance import ensure_instance
+
+    ensure_instance(aivj_env)
+    with dg.DagsterInstance.get() as instance:
+        yield instance

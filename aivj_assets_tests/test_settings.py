@@ -1,0 +1,50 @@
+"""Settings: defaults, .env, environment precedence, secrets masked."""
+
+from __future__ import annotations
+
+from datetime import time
+from pathlib import Path
+
+import pytest
+
+from aivj_assets.settings import PROJECT_ROOT, Secret, load_settings
+
+
+def test_defaults_follow_design(tmp_path: Path) -> None:
+    s = load_settings(env={}, env_file=tmp_path / "none")
+    assert s.data_dir == PROJECT_ROOT / "data"
+    assert s.elite_path == PROJECT_ROOT / "data" / "AIVJ_FINAL_ELITE"
+    assert s.timezone == "Asia/Shanghai"
+    assert s.window_bounds == (time(2, 0), time(6, 0))
+    assert s.checkpoint_every == 500
+    assert (s.elite_min_accuracy, s.val_min_accuracy, s.beat_elite_factor) == (0.95, 0.90, 1.01)
+
+
+def test_env_file_then_environment_then_override(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("# comment\nAIVJ_SEED=7\nexport AIVJ_BF16=yes\nAIVJ_WINDOW='01:00-05:30'\n")
+    s = load_settings(env={"AIVJ_SEED": "9"}, env_file=env_file)
+    assert s.seed == 9  # the environment wins over .env
+    assert s.bf16 is True
+    assert s.window_bounds == (time(1, 0), time(5, 30))
+    assert load_settings(env={}, env_file=env_file, seed=3).seed == 3
+
+
+def test_relative_paths_resolve_from_project_root(tmp_path: Path) -> None:
+    s = load_settings(env={"AIVJ_DATA_DIR": "somewhere"}, env_file=tmp_path / "none")
+    assert s.data_dir == PROJECT_ROOT / "somewhere"
+
+
+def test_bad_value_names_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="AIVJ_CHECKPOINT_EVERY"):
+        load_settings(env={"AIVJ_CHECKPOINT_EVERY": "often"}, env_file=tmp_path / "none")
+
+
+def test_secrets_never_show(tmp_path: Path) -> None:
+    s = load_settings(
+        env={"TELEGRAM_TOKEN": "123:SECRETTOKEN", "AIVJ_SMTP_PASSWORD": "hunter2"}, env_file=tmp_path / "none"
+    )
+    assert isinstance(s.telegram_token, Secret)
+    assert s.telegram_token.reveal() == "123:SECRETTOKEN"
+    for text in (repr(s), str(s), f"{s.telegram_token}", str(s.public_dict()), "%s" % s.smtp_password):  # noqa: UP031
+        assert "SECRETTOKEN" not in text and "hunter2" not in text
