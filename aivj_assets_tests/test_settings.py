@@ -48,3 +48,13 @@ def test_secrets_never_show(tmp_path: Path) -> None:
     assert s.telegram_token.reveal() == "123:SECRETTOKEN"
     for text in (repr(s), str(s), f"{s.telegram_token}", str(s.public_dict()), "%s" % s.smtp_password):  # noqa: UP031
         assert "SECRETTOKEN" not in text and "hunter2" not in text
+
+
+def test_env_example_lists_every_setting() -> None:
+    """.env.example is generated from Settings; a new field without a regenerate fails here."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gen_env_example", PROJECT_ROOT / "scripts" / "gen_env_example.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert (PROJECT_ROOT / ".env.example").read_text(encoding="utf-8") == module.render()
