@@ -27,11 +27,11 @@ up: setup
 	$(BIN)/aivj up
 
 test: setup browser
-	$(BIN)/ruff check aivj_assets aivj_assets_tests benchmarks
+	$(BIN)/ruff check aivj_assets aivj_assets_tests benchmarks scripts
 	$(BIN)/python -m pytest -q aivj_assets_tests
 
 lint: setup
-	$(BIN)/ruff check aivj_assets aivj_assets_tests benchmarks
+	$(BIN)/ruff check aivj_assets aivj_assets_tests benchmarks scripts
 
 clean:
 	rm -rf $(VENV) .dagster_home store state checkpoints training_report.json
