@@ -1,0 +1,139 @@
+"""``aivj up``: a real webserver and daemon on a temporary instance, stopped cleanly or on a crash."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT = 120.0
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def _children(proc: subprocess.Popen) -> dict[str, psutil.Process]:
+    """The up process's two direct children, by role."""
+    out = {}
+    for child in psutil.Process(proc.pid).children():
+        cmd = " ".join(child.cmdline())
+        if "dagster_webserver" in cmd:
+            out["webserver"] = child
+        elif "daemon" in cmd:
+            out["daemon"] = child
+    return out
+
+
+def _start_up(port: int, log: Path) -> subprocess.Popen:
+    # Its own session: the test can kill everything it started whatever happens.
+    return subprocess.Popen(
+        [sys.executable, "-m", "aivj_assets", "up", "--port", str(port)],
+        cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+    )
+
+
+def _wait_running(proc: subprocess.Popen, port: int, log: Path) -> dict[str, psutil.Process]:
+    """Wait for the UI to answer and the daemon to heartbeat into the temporary instance."""
+    import dagster as dg
+
+    deadline = time.monotonic() + START_TIMEOUT
+    while not _answers(f"http://127.0.0.1:{port}/server_info"):
+        assert proc.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, f"no UI in {START_TIMEOUT}s:\n{log.read_text()}"
+        time.sleep(0.5)
+    # Opened only now: `aivj up` itself must have installed the instance's dagster.yaml.
+    with dg.DagsterInstance.get() as instance:
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            if instance.get_daemon_heartbeats():
+                children = _children(proc)
+                assert set(children) == {"webserver", "daemon"}, children
+                return children
+            time.sleep(0.5)
+    raise AssertionError(f"aivj up did not come up in {START_TIMEOUT}s:\n{log.read_text()}")
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=30)
+
+
+def _gone(p: psutil.Process) -> bool:
+    try:
+        return p.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.mark.timeout(300)
+def test_up_serves_the_ui_runs_the_daemon_and_stops_both_on_sigterm(aivj_env, tmp_path):
+    port = free_port()
+    log = tmp_path / "up.log"
+    proc = _start_up(port, log)
+    try:
+        children = _wait_running(proc, port, log)
+        # The instance it serves is the project's, created from the template.
+        assert (aivj_env.dagster_home / "dagster.yaml").is_file()
+        deadline = time.monotonic() + 30
+        while "ready at" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert f"Dagster UI ready at http://127.0.0.1:{port}" in log.read_text()
+
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, log.read_text()
+        for child in children.values():
+            assert _gone(child), child
+        assert not _answers(f"http://127.0.0.1:{port}/server_info")
+        assert "did not stop" not in log.read_text(), "both children should stop on SIGTERM, unkilled"
+    finally:
+        _kill_group(proc)
+        for child in _children_safe(proc):
+            child.kill()
+
+
+def _children_safe(proc: subprocess.Popen) -> list[psutil.Process]:
+    try:
+        return psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+@pytest.mark.timeout(300)
+def test_up_reports_a_child_that_dies_and_stops_the_other(aivj_env, tmp_path):
+    port = free_port()
+    log = tmp_path / "up.log"
+    proc = _start_up(port, log)
+    try:
+        children = _wait_running(proc, port, log)
+        children["webserver"].kill()  # SIGKILL: the webserver dies on its own
+        code = proc.wait(timeout=60)
+        assert code != 0
+        text = log.read_text()
+        assert "dagster-webserver exited with code -9" in text, text
+        assert _gone(children["daemon"]), "the daemon must not outlive the webserver"
+    finally:
+        _kill_group(proc)
