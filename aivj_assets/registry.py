@@ -1,0 +1,551 @@
+"""The model registry on disk: versions, the champion pointer, rollback and retention.
+
+Layout under ``models/``: one directory ``v{unix_ts}_{hash4}/`` per version (weights and
+``meta.json``), ``model_registry.json`` (the source of truth: every version, its status and
+the champion), ``versions.csv`` (a flat view of it), ``latest`` (symlink to the champion, or a
+pointer file where symlinks are not allowed) and ``coupling_net_best.pth`` (the champion's
+weights under the name the app loads). ``latest`` and ``coupling_net_best.pth`` are derived
+from the registry file and repaired from it, so a process killed mid-promotion leaves every
+reader with a complete version. This module imports no Dagster.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from aivj_assets.settings import Settings
+
+WEIGHTS_NAME = "coupling_net.pth"
+META_NAME = "meta.json"
+REGISTRY_NAME = "model_registry.json"
+VERSIONS_CSV = "versions.csv"
+LATEST_NAME = "latest"
+BEST_NAME = "coupling_net_best.pth"
+STATUSES = ("candidate", "promoted", "rejected", "rolled_back")
+CSV_COLUMNS = ("ver", "time", "data_hash", "model_hash", "cmd_line", "status")
+_INCOMING_PREFIX = ".incoming-"
+_STALE_INCOMING_SECONDS = 3600.0
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 hex of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    if os.name == "nt":  # directories cannot be opened for fsync on Windows
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it over."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    _fsync_dir(path.parent)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Atomically write ``obj`` as indented JSON."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode("utf-8"))
+
+
+def atomic_copy(src: Path, dst: Path) -> None:
+    """Copy ``src`` to ``dst`` so that readers of ``dst`` see the old or the new bytes, never half."""
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(src, "rb") as fin, open(tmp, "wb") as fout:
+            shutil.copyfileobj(fin, fout, 1 << 20)
+            fout.flush()
+            os.fsync(fout.fileno())
+        os.replace(tmp, dst)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    _fsync_dir(dst.parent)
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive inter-process lock, released by the OS if the holder dies."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as f:
+        if os.name == "nt":
+            import msvcrt
+
+            while True:
+                try:
+                    msvcrt.locking(f.fileno(), msvcrt.LK_LOCK, 1)
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            try:
+                yield
+            finally:
+                f.seek(0)
+                msvcrt.locking(f.fileno(), msvcrt.LK_UNLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+class Registry:
+    """Versions of ``coupling_net`` under one ``models/`` directory."""
+
+    def __init__(self, models_dir: Path, *, use_symlinks: bool | None = None) -> None:
+        self.root = Path(models_dir)
+        # None: try a symlink and fall back to a pointer file where the OS refuses it.
+        self.use_symlinks = use_symlinks
+
+    # --- paths and reading ------------------------------------------------------------
+    @property
+    def registry_path(self) -> Path:
+        return self.root / REGISTRY_NAME
+
+    @property
+    def best_path(self) -> Path:
+        return self.root / BEST_NAME
+
+    def version_dir(self, version: str) -> Path:
+        return self.root / version
+
+    def weights_path(self, version: str) -> Path:
+        return self.root / version / WEIGHTS_NAME
+
+    def load(self) -> dict[str, Any]:
+        """The registry document (empty when no version exists yet)."""
+        try:
+            return json.loads(self.registry_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {"format": 1, "champion": None, "versions": {}, "events": []}
+
+    def entries(self) -> list[dict[str, Any]]:
+        """Every version's entry, oldest first."""
+        return list(self.load()["versions"].values())
+
+    def get(self, version: str) -> dict[str, Any]:
+        """One version's registry entry; ``KeyError`` naming it when unknown."""
+        versions = self.load()["versions"]
+        if version not in versions:
+            raise KeyError(f"no model version {version!r} in {self.registry_path}")
+        return versions[version]
+
+    def meta(self, version: str) -> dict[str, Any]:
+        """The version's ``meta.json``."""
+        return json.loads((self.version_dir(version) / META_NAME).read_text(encoding="utf-8"))
+
+    def champion(self) -> dict[str, Any] | None:
+        """The champion's registry entry, or None before the first promotion."""
+        doc = self.load()
+        name = doc.get("champion")
+        return dict(doc["versions"][name]) if name else None
+
+    def latest_version(self) -> str | None:
+        """The version ``latest`` points at (symlink target or pointer-file content)."""
+        link = self.root / LATEST_NAME
+        if link.is_symlink():
+            return Path(os.readlink(link)).name
+        if link.is_file():
+            return link.read_text(encoding="utf-8").strip() or None
+        return None
+
+    def find(self, *, identity: str, stage: str) -> str | None:
+        """The newest intact version trained under ``identity`` in ``stage``, if any."""
+        for entry in reversed(self.entries()):
+            if entry.get("identity") == identity and entry.get("stage") == stage and not entry.get("pruned"):
+                if self.verify(entry["version"]):
+                    return entry["version"]
+        return None
+
+    def verify(self, version: str) -> bool:
+        """True when the version's weights and meta exist and the weights match the recorded hash."""
+        try:
+            entry = self.get(version)
+        except KeyError:
+            return False
+        weights = self.weights_path(version)
+        if not weights.is_file() or not (self.version_dir(version) / META_NAME).is_file():
+            return False
+        return file_sha256(weights) == entry["model_hash"]
+
+    # --- writing ------------------------------------------------------------------------
+    def register(self, weights: Path | Mapping[str, Any], meta: Mapping[str, Any]) -> str:
+        """Add a complete version (status ``candidate``) from a weights file or a state dict.
+
+        ``meta`` carries stage, parent, identity, data_hash, data_partitions, metrics, history,
+        settings, run_id and cmd_line; the version directory appears in one rename.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        incoming = self.root / f"{_INCOMING_PREFIX}{uuid.uuid4().hex}"
+        incoming.mkdir()
+        try:
+            target = incoming / WEIGHTS_NAME
+            if isinstance(weights, Mapping):
+                from aivj_assets.training.model import save_state_dict
+
+                model_hash = save_state_dict(target, dict(weights))
+            else:
+                atomic_copy(Path(weights), target)
+                model_hash = file_sha256(target)
+            with _file_lock(self.root / ".registry.lock"):
+                doc = self._repaired()
+                ts = int(time.time())
+                version = f"v{ts}_{model_hash[:4]}"
+                while version in doc["versions"] or self.version_dir(version).exists():
+                    ts += 1
+                    version = f"v{ts}_{model_hash[:4]}"
+                full_meta = {
+                    **dict(meta),
+                    "version": version,
+                    "time": _now_iso(),
+                    "model_hash": model_hash,
+                    "weights": WEIGHTS_NAME,
+                }
+                atomic_write_json(incoming / META_NAME, full_meta)
+                _fsync_dir(incoming)
+                os.rename(incoming, self.version_dir(version))
+                _fsync_dir(self.root)
+                doc["versions"][version] = self._entry_from_meta(full_meta)
+                self._save(doc)
+            return version
+        finally:
+            if incoming.exists():
+                shutil.rmtree(incoming, ignore_errors=True)
+
+    def update(self, version: str, **fields: Any) -> None:
+        """Merge fields (e.g. measured metrics, gate results) into a version's entry."""
+        with self._locked() as doc:
+            if version not in doc["versions"]:
+                raise KeyError(f"no model version {version!r} in {self.registry_path}")
+            doc["versions"][version].update(fields)
+
+    def reject(self, version: str, reasons: list[str], *, by: str) -> None:
+        """Record that ``version`` failed its gates; the champion is left alone."""
+        with self._locked() as doc:
+            entry = doc["versions"][version]
+            entry["status"] = "rejected"
+            entry["reasons"] = list(reasons)
+            doc["events"].append(
+                {"time": _now_iso(), "action": "reject", "version": version, "by": by, "reasons": list(reasons)}
+            )
+
+    def promote(self, version: str, *, by: str, reason: str = "", expected_champion: Any = ...) -> None:
+        """Make ``version`` the champion; refuse if the champion moved since it was judged."""
+        with self._locked() as doc:
+            if expected_champion is not ... and doc.get("champion") != expected_champion:
+                raise RuntimeError(
+                    f"champion changed from {expected_champion} to {doc.get('champion')} while "
+                    f"{version} was judged; judge it again"
+                )
+            self._require_intact(doc, version)
+            previous = doc.get("champion")
+            self._set_champion(doc, version)
+            doc["events"].append(
+                {"time": _now_iso(), "action": "promote", "version": version, "previous": previous,
+                 "by": by, "reason": reason}
+            )
+
+    def rollback(self, version: str | None = None, by: str = "cli") -> str:
+        """Make ``version`` (default: the previous champion) the champion again; returns it."""
+        with self._locked() as doc:
+            current = doc.get("champion")
+            target = version or self._previous_champion(doc)
+            if target is None:
+                raise RuntimeError(f"no earlier champion to roll back to in {self.registry_path}")
+            if target == current:
+                raise ValueError(f"{target} is already the champion")
+            if target not in doc["versions"]:
+                raise ValueError(f"no model version {target!r} in {self.registry_path}")
+            self._require_intact(doc, target)
+            if current:
+                cur = doc["versions"][current]
+                cur["status"] = "rolled_back"
+                cur["reasons"] = [f"rolled back to {target} by {by}"]
+            self._set_champion(doc, target)
+            doc["events"].append(
+                {"time": _now_iso(), "action": "rollback", "version": target, "previous": current, "by": by}
+            )
+        return target
+
+    def repair(self) -> None:
+        """Bring ``latest``, ``coupling_net_best.pth`` and ``versions.csv`` in line with the registry."""
+        with self._locked():
+            pass
+
+    def apply_retention(self, *, keep: int, keep_low_disk: int, low_disk: bool,
+                        protect: set[str] | frozenset[str] = frozenset()) -> list[str]:
+        """Delete old versions' files: keep the ``keep`` newest (low disk: the ``keep_low_disk`` best
+        by elite accuracy among never-champions) plus every version that was ever champion."""
+        removed: list[str] = []
+        with self._locked() as doc:
+            alive = [e for e in doc["versions"].values() if not e.get("pruned")]
+            keepers = {e["version"] for e in alive if e.get("ever_champion")} | set(protect)
+            others = [e for e in alive if e["version"] not in keepers]
+            if low_disk:
+                keepers |= {e["version"] for e in sorted(others, key=_elite, reverse=True)[:keep_low_disk]}
+            else:  # the registry lists versions in the order they were registered
+                keepers |= {e["version"] for e in alive[-keep:]}
+            for entry in others:
+                if entry["version"] in keepers:
+                    continue
+                entry["pruned"] = _now_iso()
+                removed.append(entry["version"])
+        for version in removed:  # registry first, files after: a kill leaves only orphan files
+            trash = self.root / f"{_INCOMING_PREFIX}trash-{version}"
+            if self.version_dir(version).exists():
+                os.rename(self.version_dir(version), trash)
+                shutil.rmtree(trash, ignore_errors=True)
+        return removed
+
+    # --- presentation -----------------------------------------------------------------
+    def format_table(self) -> str:
+        """The ``aivj versions`` table: versions, metrics, status, which is champion."""
+        doc = self.load()
+        rows = [("", "version", "created", "stage", "status", "elite", "val_acc", "f1", "note")]
+        for entry in doc["versions"].values():
+            m = entry.get("metrics") or {}
+            note = "; ".join(entry.get("reasons") or [])
+            if entry.get("pruned"):
+                note = ("files pruned; " + note).rstrip("; ")
+            rows.append((
+                "*" if entry["version"] == doc.get("champion") else "",
+                entry["version"], entry.get("time", "")[:19], entry.get("stage", ""), entry["status"],
+                _fmt(m.get("elite_accuracy")), _fmt(m.get("val_accuracy")), _fmt(m.get("f1")), note[:70],
+            ))
+        if len(rows) == 1:
+            return f"no model versions in {self.root}"
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+        champion = doc.get("champion")
+        lines.append(f"champion: {champion}" if champion else "champion: none")
+        return "\n".join(lines)
+
+    # --- internals ------------------------------------------------------------------------
+    @contextmanager
+    def _locked(self) -> Iterator[dict[str, Any]]:
+        """Hold the registry lock; yield the (repaired) document, save it, then sync the pointers.
+
+        The registry file is written before ``coupling_net_best.pth`` and ``latest``: a process
+        killed in between leaves the old champion's pointers, which the next call repairs.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        with _file_lock(self.root / ".registry.lock"):
+            doc = self._repaired()
+            yield doc
+            self._save(doc)
+            self._sync_pointers(doc)
+
+    def _repaired(self) -> dict[str, Any]:
+        """Load the registry; adopt complete version dirs a killed ``register`` left unlisted."""
+        doc = self.load()
+        for child in sorted(self.root.iterdir()) if self.root.exists() else []:
+            if child.name.startswith(_INCOMING_PREFIX):
+                if time.time() - child.stat().st_mtime > _STALE_INCOMING_SECONDS or "trash-" in child.name:
+                    shutil.rmtree(child, ignore_errors=True)
+                continue
+            if child.is_dir() and child.name.startswith("v") and child.name not in doc["versions"]:
+                try:
+                    meta = json.loads((child / META_NAME).read_text(encoding="utf-8"))
+                except (OSError, ValueError):
+                    continue
+                if meta.get("version") == child.name:
+                    doc["versions"][child.name] = self._entry_from_meta(meta)
+        return doc
+
+    def _save(self, doc: dict[str, Any]) -> None:
+        atomic_write_json(self.registry_path, doc)
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(CSV_COLUMNS)
+        for e in doc["versions"].values():
+            writer.writerow([e["version"], e.get("time", ""), e.get("data_hash", ""), e["model_hash"],
+                             e.get("cmd_line", ""), e["status"]])
+        atomic_write_bytes(self.root / VERSIONS_CSV, buf.getvalue().encode("utf-8"))
+
+    @staticmethod
+    def _entry_from_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "version": meta["version"], "time": meta["time"], "stage": meta.get("stage", ""),
+            "status": "candidate", "reasons": [], "parent": meta.get("parent"),
+            "identity": meta.get("identity", ""), "data_hash": meta.get("data_hash", ""),
+            "model_hash": meta["model_hash"], "metrics": dict(meta.get("metrics") or {}),
+            "run_id": meta.get("run_id", ""), "cmd_line": meta.get("cmd_line", ""),
+            "ever_champion": False,
+        }
+
+    def _require_intact(self, doc: dict[str, Any], version: str) -> None:
+        if version not in doc["versions"]:
+            raise ValueError(f"no model version {version!r} in {self.registry_path}")
+        entry = doc["versions"][version]
+        weights = self.weights_path(version)
+        if entry.get("pruned") or not weights.is_file():
+            raise ValueError(f"{version}: weights file {weights} is missing (pruned?)")
+        actual = file_sha256(weights)
+        if actual != entry["model_hash"]:
+            raise ValueError(f"{weights}: sha256 {actual[:12]} does not match registry {entry['model_hash'][:12]}")
+
+    @staticmethod
+    def _set_champion(doc: dict[str, Any], version: str) -> None:
+        entry = doc["versions"][version]
+        entry["status"] = "promoted"
+        entry["ever_champion"] = True
+        doc["champion"] = version
+
+    @staticmethod
+    def _previous_champion(doc: dict[str, Any]) -> str | None:
+        """The most recent former champion that was not itself rolled back and still has files."""
+        current = doc.get("champion")
+        for event in reversed(doc["events"]):
+            if event["action"] not in ("promote", "rollback", "import"):
+                continue
+            for name in (event.get("version"), event.get("previous")):
+                entry = doc["versions"].get(name or "")
+                if entry and name != current and entry["status"] != "rolled_back" and not entry.get("pruned"):
+                    return name
+        return None
+
+    def _sync_pointers(self, doc: dict[str, Any]) -> None:
+        """Point ``latest`` and ``coupling_net_best.pth`` at the registry's champion (idempotent)."""
+        champion = doc.get("champion")
+        if not champion:
+            return
+        weights = self.weights_path(champion)
+        if not self.best_path.is_file() or file_sha256(self.best_path) != doc["versions"][champion]["model_hash"]:
+            atomic_copy(weights, self.best_path)
+        if self.latest_version() != champion:
+            self._switch_latest(champion)
+
+    def _switch_latest(self, version: str) -> None:
+        link = self.root / LATEST_NAME
+        tmp = self.root / f".latest.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+        if self.use_symlinks is not False:
+            try:
+                os.symlink(version, tmp, target_is_directory=True)
+                os.replace(tmp, link)
+                _fsync_dir(self.root)
+                return
+            except OSError:
+                if tmp.is_symlink():
+                    tmp.unlink()
+                if self.use_symlinks:
+                    raise
+        atomic_write_bytes(link, (version + "\n").encode("utf-8"))
+
+
+def _elite(entry: Mapping[str, Any]) -> float:
+    value = (entry.get("metrics") or {}).get("elite_accuracy")
+    return float(value) if value is not None else -1.0
+
+
+def _fmt(value: Any) -> str:
+    return f"{float(value):.4f}" if isinstance(value, (int, float)) else "-"
+
+
+def architecture_mismatch(expected: Mapping[str, Any], given: Mapping[str, Any]) -> list[str]:
+    """What differs between two state dicts' keys and tensor shapes (empty when they match)."""
+    problems = []
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    if missing:
+        problems.append(f"missing keys {missing[:8]}" + (f" (+{len(missing) - 8} more)" if len(missing) > 8 else ""))
+    if unexpected:
+        problems.append(f"unexpected keys {unexpected[:8]}"
+                        + (f" (+{len(unexpected) - 8} more)" if len(unexpected) > 8 else ""))
+    for key in expected:
+        if key in given and tuple(expected[key].shape) != tuple(getattr(given[key], "shape", ())):
+            problems.append(f"{key}: shape {tuple(given[key].shape)} in the file, {tuple(expected[key].shape)} expected")
+    return problems
+
+
+def _input_dims(settings: Settings, state_dict: Mapping[str, Any]) -> tuple[int, int]:
+    """(audio_dim, preset_dim): the store's lineage when data exists, else read off the first
+    2-D weights of the file's audio and preset branches."""
+    from aivj_assets.data.store import Store
+
+    lineage = Store(settings).lineage()
+    if lineage:
+        return int(lineage["audio_dim"]), int(lineage["preset_dim"])
+    dims = {}
+    for branch in ("audio", "preset"):
+        for key, value in state_dict.items():
+            if key.startswith(branch) and getattr(value, "ndim", 0) == 2:
+                dims[branch] = int(value.shape[1])
+                break
+    if len(dims) != 2:
+        raise ValueError("cannot tell audio/preset input sizes: ingest data first so the store records them")
+    return dims["audio"], dims["preset"]
+
+
+def import_model(settings: Settings, path: Path) -> str:
+    """Register the owner's existing state dict as the first champion; returns its version.
+
+    Refuses (``ValueError``) a file whose keys or shapes differ from the configured model.
+    """
+    from aivj_assets.training.model import build_model, load_state_dict
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    registry = Registry(settings.models_dir)
+    champion = registry.champion()
+    if champion is not None:
+        raise ValueError(
+            f"{settings.models_dir} already has champion {champion['version']}; import-model only "
+            f"sets the first champion (use `aivj rollback` to change champions)"
+        )
+    given = load_state_dict(path)
+    audio_dim, preset_dim = _input_dims(settings, given)
+    expected = build_model(settings, audio_dim, preset_dim).state_dict()
+    problems = architecture_mismatch(expected, given)
+    if problems:
+        raise ValueError(
+            f"{path}: architecture does not match the configured model (audio_dim={audio_dim}, "
+            f"preset_dim={preset_dim}, hidden_dim={settings.hidden_dim}, embed_dim={settings.embed_dim}): "
+            + "; ".join(problems)
+        )
+    version = registry.register(path, {
+        "stage": "import", "parent": None, "identity": f"import|{file_sha256(path)}",
+        "source": str(path.resolve()), "metrics": {}, "history": [],
+        "dims": {"audio_dim": audio_dim, "preset_dim": preset_dim},
+        "cmd_line": f"aivj import-model {path}", "run_id": "", "data_hash": "", "data_partitions": [],
+    })
+    registry.promote(version, by="import-model", reason=f"imported from {path}")
+    return version

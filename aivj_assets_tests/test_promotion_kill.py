@@ -1,0 +1,82 @@
+"""SIGKILL a process that promotes and rolls back in a loop: readers never see a broken champion."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from aivj_assets.registry import BEST_NAME, META_NAME, WEIGHTS_NAME, Registry, file_sha256
+
+_WORKER = """
+import sys
+from aivj_assets.registry import Registry
+
+reg = Registry(sys.argv[1])
+versions = sys.argv[2:]
+i = 0
+while True:
+    champion = reg.champion()["version"]
+    target = versions[i % len(versions)]
+    if target == champion:
+        target = versions[(i + 1) % len(versions)]
+    if i % 2:
+        reg.rollback(target, by="kill-test")
+    else:
+        reg.promote(target, by="kill-test")
+    print(i, flush=True)
+    i += 1
+"""
+
+
+def _assert_readers_see_a_complete_champion(reg: Registry, hashes: set[str]) -> None:
+    latest = reg.root / "latest"
+    assert latest.exists(), "latest must always resolve"
+    vdir = latest.resolve()
+    meta = json.loads((vdir / META_NAME).read_text())
+    assert file_sha256(vdir / WEIGHTS_NAME) == meta["model_hash"]
+    assert file_sha256(reg.root / BEST_NAME) in hashes
+    doc = json.loads(reg.registry_path.read_text())
+    assert doc["champion"] in doc["versions"]
+    rows = list(csv.DictReader((reg.root / "versions.csv").open()))
+    assert {r["ver"] for r in rows} == set(doc["versions"])
+
+
+@pytest.mark.timeout(180)
+def test_sigkill_during_promotion_and_rollback_never_breaks_the_champion(tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "models")
+    versions = []
+    for i in range(3):
+        src = tmp_path / f"w{i}.bin"
+        src.write_bytes(os.urandom(3 * 1024 * 1024))  # big enough that copies take measurable time
+        versions.append(reg.register(src, {"stage": "full", "metrics": {}}))
+    reg.promote(versions[0], by="setup")
+    hashes = {reg.get(v)["model_hash"] for v in versions}
+    script = tmp_path / "worker.py"
+    script.write_text(_WORKER)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+
+    total_ops = 0
+    for attempt in range(30):
+        proc = subprocess.Popen([sys.executable, str(script), str(reg.root), *versions],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        time.sleep(0.15 + (attempt % 10) * 0.037)  # spread the kill over the operations' phases
+        os.kill(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        assert proc.returncode == -signal.SIGKILL, err.decode()
+        total_ops += len(out.splitlines())
+        _assert_readers_see_a_complete_champion(reg, hashes)
+
+    assert total_ops > 30, "the worker must have completed operations between kills"
+    # The next registry call brings every pointer in line with the registry's champion.
+    reg.repair()
+    champion = reg.champion()
+    assert reg.latest_version() == champion["version"]
+    assert file_sha256(reg.root / BEST_NAME) == champion["model_hash"]
