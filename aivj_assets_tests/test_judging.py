@@ -1,0 +1,74 @@
+"""Gate functions and the exact McNemar test, on numbers whose answers are known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from aivj_assets.judging import (
+    gate_beats_champion,
+    gate_elite_accuracy,
+    judge,
+    mcnemar_exact,
+    warn_loss_oscillation,
+    warn_val_drop,
+    warn_val_loss_rising,
+)
+from aivj_assets.settings import load_settings
+
+
+def _paired(b: int, c: int, both: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    cand = np.array([True] * b + [False] * c + [True] * both)
+    champ = np.array([False] * b + [True] * c + [True] * both)
+    return cand, champ
+
+
+def test_mcnemar_exact_matches_the_binomial_tail() -> None:
+    # b=10, c=2: p = 2 * P(X <= 2 | n=12, 1/2) = 2 * (1 + 12 + 66) / 4096
+    result = mcnemar_exact(*_paired(10, 2))
+    assert result["candidate_only"] == 10 and result["champion_only"] == 2 and result["rows"] == 17
+    assert result["p_value"] == pytest.approx(2 * 79 / 4096, rel=1e-12)
+    assert mcnemar_exact(*_paired(4, 4))["p_value"] == 1.0
+    assert mcnemar_exact(*_paired(0, 0))["p_value"] == 1.0
+    # Thousands of discordant rows stay exact (no float underflow to 0 or NaN).
+    tiny = mcnemar_exact(*_paired(3000, 1000))["p_value"]
+    assert 0.0 < tiny < 1e-100
+    with pytest.raises(ValueError, match="same rows"):
+        mcnemar_exact(np.ones(3, bool), np.ones(4, bool))
+
+
+def test_beats_champion_needs_both_margins() -> None:
+    champ = {"elite_accuracy": 0.96, "val_accuracy": 0.92}
+    assert gate_beats_champion({"elite_accuracy": 0.5, "val_accuracy": 0.5}, None, 1.01).passed
+    good = gate_beats_champion({"elite_accuracy": 0.97, "val_accuracy": 0.921}, champ, 1.01, {"p_value": 0.2})
+    assert good.passed and good.bound == pytest.approx(0.9696) and good.detail["mcnemar_p_value"] == 0.2
+    small = gate_beats_champion({"elite_accuracy": 0.965, "val_accuracy": 0.95}, champ, 1.01)
+    assert not small.passed and "elite 0.9650 <= champion" in small.description
+    val_tie = gate_beats_champion({"elite_accuracy": 0.99, "val_accuracy": 0.92}, champ, 1.01)
+    assert not val_tie.passed and "val 0.9200 <= champion" in val_tie.description
+
+
+def test_absolute_bounds_and_warnings() -> None:
+    assert gate_elite_accuracy(0.95, 0.95, 10).passed and not gate_elite_accuracy(0.949, 0.95, 10).passed
+    rising = [{"val_loss": v, "train_loss": 1.0} for v in (0.5, 0.6, 0.7, 0.8)]
+    assert not warn_val_loss_rising(rising, 3).passed and warn_val_loss_rising(rising[:3], 3).passed
+    osc = [{"train_loss": v} for v in (1.0, 0.9, 0.3)]
+    gate = warn_loss_oscillation(osc, 0.5)
+    assert not gate.passed and gate.value == pytest.approx(0.6 / 0.9)
+    assert warn_val_drop(0.80, 0.95, 0.10).passed is False and warn_val_drop(0.90, 0.95, 0.10).passed
+    assert warn_val_drop(0.5, None, 0.10).passed
+
+
+def test_judge_collects_blocking_reasons_and_ignores_warnings_for_promotion() -> None:
+    settings = load_settings(env={})
+    ok = judge("v1", settings=settings, nonfinite=0, total_weights=10, actual_hash="ab", expected_hash="ab",
+               candidate={"elite_accuracy": 0.97, "val_accuracy": 0.93}, champion=None,
+               history=[{"train_loss": 1.0}, {"train_loss": 0.2}], previous_val_accuracy=None)
+    assert ok.passed and ok.reasons == [] and ok.warnings and "loss_oscillation" in ok.warnings[0]
+    bad = judge("v2", settings=settings, nonfinite=3, total_weights=10, actual_hash="ab", expected_hash="cd",
+                candidate={"elite_accuracy": 0.5, "val_accuracy": 0.5},
+                champion={"elite_accuracy": 0.96, "val_accuracy": 0.92}, history=[], previous_val_accuracy=0.92)
+    names = [r.split(":")[0] for r in bad.reasons]
+    assert not bad.passed
+    assert names == ["weights_finite", "weights_match_registry", "elite_accuracy", "val_accuracy", "beats_champion"]
+    assert bad.as_dict()["gates"]["val_accuracy"] == {"passed": False, "value": 0.5, "bound": 0.9, "blocking": True}
