@@ -1,0 +1,123 @@
+"""``aivj status``: one screen on what the platform is doing.
+
+Each part reads its own source (pause flag, registry, store, Dagster instance, machine)
+and degrades to ``unknown (reason)`` when that source is missing or damaged: status is
+what the owner runs when something is wrong, so it must never crash itself. Dagster is
+imported only to read runs, and only when an instance exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+from aivj_assets.settings import Settings
+
+SHOWN_PARTITIONS = 3  # partition keys named on the line; the rest are counted
+
+
+def _part(label: str, read: Callable[[], str]) -> str:
+    """``label: <what read() says>``, or ``label: unknown (reason)`` if reading fails."""
+    try:
+        return f"{label}: {read()}"
+    except Exception as exc:  # any damaged source must leave the other lines readable
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        return f"{label}: unknown ({reason[:200]})"
+
+
+def _paused(settings: Settings) -> str:
+    from aivj_assets.resources.control import PauseFlag
+
+    state = PauseFlag.for_settings(settings).state()
+    if state.paused:
+        return f"yes (by {state.by} at {state.at})"
+    return "no" + (f" (resumed by {state.by} at {state.at})" if state.at else "")
+
+
+def _metric(metrics: dict, key: str) -> str:
+    value = metrics.get(key)
+    return f"{value:.4f}" if isinstance(value, (int, float)) else "?"
+
+
+def _champion(settings: Settings) -> str:
+    from aivj_assets.registry import Registry
+
+    entry = Registry(settings.models_dir).champion()
+    if entry is None:
+        return f"none yet (no promoted model in {settings.models_dir})"
+    m = entry.get("metrics") or {}
+    return (
+        f"{entry['version']} ({entry.get('stage', '?')}, {entry.get('time', '?')[:19]}): "
+        f"elite accuracy {_metric(m, 'elite_accuracy')} (gate {settings.elite_min_accuracy:.2f}), "
+        f"validation accuracy {_metric(m, 'val_accuracy')} (gate {settings.val_min_accuracy:.2f}), "
+        f"F1 {_metric(m, 'f1')}"
+    )
+
+
+def _partitions(settings: Settings) -> str:
+    from aivj_assets.data.store import Store
+
+    keys = Store(settings).partitions()
+    if not keys:
+        return f"none ingested (data folder {settings.data_dir})"
+    shown = ", ".join(keys[:SHOWN_PARTITIONS]) + (", ..." if len(keys) > SHOWN_PARTITIONS else "")
+    return f"{len(keys)} ingested ({shown})"
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "not started"
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="seconds")
+
+
+def _runs(settings: Settings) -> str:
+    home = Path(settings.dagster_home)
+    if not (home / "dagster.yaml").is_file() and not (home / "storage").is_dir():
+        return f"unknown (no Dagster instance at {home}; `aivj up` or `aivj demo` creates it)"
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        active = instance.get_run_records(
+            filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING,
+                                            dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.CANCELING]),
+            limit=5,
+        )
+        records = active or instance.get_run_records(limit=1)
+        if not records:
+            return f"none yet (instance {home})"
+        lines = []
+        for rec in records:
+            run = rec.dagster_run
+            lines.append(
+                f"{'current' if active else 'last'} {run.job_name} {run.status.value} "
+                f"started {_when(rec.start_time)} (run {run.run_id[:8]})"
+            )
+        return "; ".join(lines)
+
+
+def _progress(settings: Settings) -> str:
+    from aivj_assets.resources.control import describe_progress, read_progress
+
+    progress = read_progress(settings)
+    if not progress:
+        return "no training progress recorded"
+    return f"{describe_progress(progress)} (at {progress.get('at', '?')})"
+
+
+def _resources(settings: Settings) -> str:
+    from aivj_assets.resources.monitor import read_system
+
+    return read_system(settings, cpu_interval=0.2).summary().replace("\n", "; ")
+
+
+def format_status(settings: Settings) -> str:
+    """The ``aivj status`` text: pause flag, champion, partitions, runs, progress, resources."""
+    return "\n".join([
+        _part("paused", lambda: _paused(settings)),
+        _part("champion", lambda: _champion(settings)),
+        _part("partitions", lambda: _partitions(settings)),
+        _part("runs", lambda: _runs(settings)),
+        _part("training", lambda: _progress(settings)),
+        _part("resources", lambda: _resources(settings)),
+    ])
