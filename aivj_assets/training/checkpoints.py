@@ -1,0 +1,113 @@
+"""When checkpoints are written, which are kept, and which one a restart resumes from.
+
+A folder holds ``step_XXXX.pth`` files (plain dicts of tensors and values, written
+atomically) and ``train_state.json``, which names the training (its identity) and its
+latest checkpoint. The loop only asks this manager; it never touches the files itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from aivj_assets.training.model import UnsafeWeightsError, atomic_torch_save, safe_load
+
+STATE_FILE = "train_state.json"
+_STEP_FILE = re.compile(r"^step_(\d+)\.pth$")
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """JSON to a temporary file in the same folder, fsync, rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class CheckpointManager:
+    """Owns one training's checkpoint folder: save, keep the newest ``keep``, find the latest."""
+
+    def __init__(self, directory: Path, identity: str, keep: int = 5) -> None:
+        self.directory = Path(directory)
+        self.identity = identity
+        self.keep = max(1, int(keep))
+
+    @staticmethod
+    def name(step: int) -> str:
+        return f"step_{step:04d}.pth"
+
+    def steps(self) -> list[int]:
+        """Steps of the checkpoint files present, ascending."""
+        if not self.directory.is_dir():
+            return []
+        found = (_STEP_FILE.match(p.name) for p in self.directory.iterdir())
+        return sorted(int(m.group(1)) for m in found if m)
+
+    def state(self) -> dict[str, Any] | None:
+        """``train_state.json`` as a dict, or None when absent or unreadable."""
+        path = self.directory / STATE_FILE
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def latest(self) -> Path | None:
+        """This identity's newest checkpoint file, or None (another identity's never counts)."""
+        state = self.state()
+        if not state or state.get("identity") != self.identity:
+            return None
+        named = self.directory / str(state.get("checkpoint", ""))
+        if named.is_file() and _STEP_FILE.match(named.name):
+            return named
+        # The state file names a file that is gone: fall back to the newest one present.
+        steps = self.steps()
+        return self.directory / self.name(steps[-1]) if steps else None
+
+    def save(self, step: int, payload: dict[str, Any], status: str = "running", **info: Any) -> Path:
+        """Write ``step_XXXX.pth``, then point ``train_state.json`` at it, then prune old ones."""
+        path = self.directory / self.name(step)
+        atomic_torch_save(path, {**payload, "identity": self.identity, "step": step})
+        for old in self.steps()[: -self.keep]:
+            if old != step:
+                (self.directory / self.name(old)).unlink(missing_ok=True)
+        write_json_atomic(
+            self.directory / STATE_FILE,
+            {
+                "identity": self.identity,
+                "checkpoint": path.name,
+                "step": step,
+                "status": status,
+                "checkpoints": [self.name(s) for s in self.steps()],
+                "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                **info,
+            },
+        )
+        return path
+
+    def load(self, path: Path) -> dict[str, Any]:
+        """A checkpoint's payload, loaded with ``weights_only=True``."""
+        payload = safe_load(path)
+        if not isinstance(payload, dict) or "model" not in payload or "step" not in payload:
+            raise UnsafeWeightsError(f"{path}: not a training checkpoint (no model/step entries)")
+        return payload
+
+    def clear(self) -> list[str]:
+        """Remove every checkpoint file and the state file (a fresh start); returns the names removed."""
+        removed = []
+        for step in self.steps():
+            (self.directory / self.name(step)).unlink(missing_ok=True)
+            removed.append(self.name(step))
+        (self.directory / STATE_FILE).unlink(missing_ok=True)
+        return removed

@@ -1,0 +1,193 @@
+"""Pairs from the store as tensors: one vectorised conversion, then plain tensor indexing.
+
+A :class:`PairTensors` holds every row of a training set in five aligned columns. The
+loop indexes them with a shuffled permutation, so no Python work happens per row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+from torch import Tensor
+
+from aivj_assets.data.split import row_hashes, validation_mask
+
+
+@dataclass
+class PairTensors:
+    """Aligned columns of N pairs: float32 vectors, label and weight, and each row's hash."""
+
+    audio: Tensor  # [N, A] float32
+    preset: Tensor  # [N, P] float32
+    label: Tensor  # [N] float32, 0.0 or 1.0
+    weight: Tensor  # [N] float32
+    row_hash: np.ndarray  # [N] str
+
+    def __len__(self) -> int:
+        return int(self.label.shape[0])
+
+    @property
+    def audio_dim(self) -> int:
+        return int(self.audio.shape[1])
+
+    @property
+    def preset_dim(self) -> int:
+        return int(self.preset.shape[1])
+
+    def subset(self, index_or_mask) -> PairTensors:
+        """The rows chosen by an index array or a boolean mask (numpy or torch)."""
+        idx = torch.as_tensor(np.asarray(index_or_mask))
+        if idx.dtype == torch.bool:
+            idx = idx.nonzero().flatten()
+        idx = idx.to(torch.long)
+        return PairTensors(
+            audio=self.audio.index_select(0, idx.to(self.audio.device)),
+            preset=self.preset.index_select(0, idx.to(self.preset.device)),
+            label=self.label.index_select(0, idx.to(self.label.device)),
+            weight=self.weight.index_select(0, idx.to(self.weight.device)),
+            row_hash=self.row_hash[idx.numpy()],
+        )
+
+    def concat(self, other: PairTensors) -> PairTensors:
+        """These rows followed by ``other``'s; the vector lengths must agree."""
+        if len(self) and len(other) and (self.audio_dim, self.preset_dim) != (other.audio_dim, other.preset_dim):
+            raise ValueError(
+                f"cannot concatenate pairs of dims audio={self.audio_dim}, preset={self.preset_dim} "
+                f"with audio={other.audio_dim}, preset={other.preset_dim}"
+            )
+        return PairTensors(
+            audio=torch.cat([self.audio, other.audio]),
+            preset=torch.cat([self.preset, other.preset]),
+            label=torch.cat([self.label, other.label]),
+            weight=torch.cat([self.weight, other.weight]),
+            row_hash=np.concatenate([self.row_hash, other.row_hash]),
+        )
+
+    def to(self, device: torch.device | str) -> PairTensors:
+        """The same rows with their tensors on ``device`` (row hashes stay in numpy)."""
+        return PairTensors(
+            self.audio.to(device), self.preset.to(device), self.label.to(device), self.weight.to(device), self.row_hash
+        )
+
+    def row_ids(self) -> np.ndarray:
+        """Each row's hash as a uint64 (the first 64 bits), for compact membership and order."""
+        return row_ids(self.row_hash)
+
+    def fingerprint(self) -> str:
+        """A hash of the rows in their order: equal fingerprints mean the same epoch data."""
+        h = hashlib.sha256(self.row_ids().tobytes())
+        h.update(self.weight.detach().cpu().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+
+def empty_pairs(audio_dim: int = 0, preset_dim: int = 0) -> PairTensors:
+    """A set of no rows (e.g. when a stage has no elite judging part)."""
+    return PairTensors(
+        torch.zeros(0, audio_dim),
+        torch.zeros(0, preset_dim),
+        torch.zeros(0),
+        torch.zeros(0),
+        np.array([], dtype="U16"),
+    )
+
+
+def row_ids(hashes: np.ndarray) -> np.ndarray:
+    """uint64 ids of row hashes: their hex digits when they are 16 hex characters, else a digest."""
+    arr = np.asarray(hashes).astype(str)
+    if arr.size == 0:
+        return np.zeros(0, dtype=np.uint64)
+    lengths = np.char.str_len(arr)
+    if bool((lengths == 16).all()):
+        try:
+            return np.frombuffer(bytes.fromhex("".join(arr.tolist())), dtype=">u8").astype(np.uint64)
+        except ValueError:
+            pass  # not hex: fall through to digesting each
+    return np.array(
+        [int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "big") for s in arr.tolist()],
+        dtype=np.uint64,
+    )
+
+
+def _vectors(table: pa.Table, name: str, source: str) -> np.ndarray:
+    """A list<float> column as a 2-D float32 array; rejects ragged or null rows, naming the row."""
+    if name not in table.column_names:
+        raise ValueError(f"{source}: missing column {name!r} (have {table.column_names})")
+    col = table.column(name).combine_chunks()
+    if col.null_count:
+        row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
+        raise ValueError(f"{source}: row {row}: {name} is null")
+    lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
+    n = len(lengths)
+    dim = int(lengths[0]) if n else 0
+    bad = np.flatnonzero(lengths != dim)
+    if bad.size:
+        row = int(bad[0])
+        raise ValueError(f"{source}: row {row}: {name} has {int(lengths[row])} values, expected {dim} (as row 0)")
+    flat = pc.list_flatten(col).cast(pa.float32())
+    if flat.null_count:
+        pos = int(np.flatnonzero(flat.is_null().to_numpy(zero_copy_only=False))[0])
+        raise ValueError(f"{source}: row {pos // max(dim, 1)}: {name} holds a null value")
+    values = flat.to_numpy(zero_copy_only=False).reshape(n, dim)
+    finite = np.isfinite(values).all(axis=1)
+    if not finite.all():
+        row = int(np.flatnonzero(~finite)[0])
+        raise ValueError(f"{source}: row {row}: {name} holds NaN or Inf")
+    values = np.ascontiguousarray(values, dtype=np.float32)
+    return values if values.flags.writeable else values.copy()
+
+
+def tensors_from_table(table: pa.Table, source: str = "table") -> PairTensors:
+    """Store-schema rows (audio, preset, label, weight, row_hash) as tensors, in one vectorised pass."""
+    audio = _vectors(table, "audio", source)
+    preset = _vectors(table, "preset", source)
+    if "label" not in table.column_names:
+        raise ValueError(f"{source}: missing column 'label'")
+    label = table.column("label").to_numpy(zero_copy_only=False)
+    if table.column("label").null_count or not np.isin(label, (0, 1)).all():
+        row = int(np.flatnonzero(~np.isin(label, (0, 1)))[0]) if label.size else 0
+        raise ValueError(f"{source}: row {row}: label is {label[row]!r}, expected 0 or 1")
+    if "weight" in table.column_names:
+        weight = table.column("weight").fill_null(1.0).to_numpy(zero_copy_only=False).astype(np.float32)
+        bad = np.flatnonzero(~np.isfinite(weight) | (weight < 0))
+        if bad.size:
+            row = int(bad[0])
+            raise ValueError(f"{source}: row {row}: weight is {weight[row]!r}, expected a finite number >= 0")
+    else:
+        weight = np.ones(len(label), dtype=np.float32)
+    if "row_hash" in table.column_names:
+        hashes = np.asarray(table.column("row_hash").to_numpy(zero_copy_only=False)).astype(str)
+    else:  # rows written outside the store: derive their identity the one way split.py knows
+        hashes = np.asarray(row_hashes(audio, preset, label), dtype=str)
+    weight = np.array(weight, dtype=np.float32)  # own, writable copies: torch shares the memory
+    label = np.array(label, dtype=np.float32)
+    return PairTensors(
+        audio=torch.from_numpy(audio),
+        preset=torch.from_numpy(preset),
+        label=torch.from_numpy(label),
+        weight=torch.from_numpy(weight),
+        row_hash=hashes,
+    )
+
+
+def split_validation(t: PairTensors, fraction: float) -> tuple[PairTensors, PairTensors]:
+    """(train, val) by each row's content hash: a row never changes side as data grows."""
+    mask = validation_mask(t.row_hash, fraction) if len(t) else np.zeros(0, dtype=bool)
+    return t.subset(~mask), t.subset(mask)
+
+
+def elite_parts(table: pa.Table, source: str = "elite_set") -> tuple[PairTensors, PairTensors]:
+    """(warm-up, judge) parts of the elite table, by its ``part`` column."""
+    if "part" not in table.column_names:
+        raise ValueError(f"{source}: missing column 'part' (warmup/judge)")
+    t = tensors_from_table(table, source)
+    part = np.asarray(table.column("part").to_numpy(zero_copy_only=False)).astype(str)
+    unknown = np.flatnonzero(~np.isin(part, ("warmup", "judge")))
+    if unknown.size:
+        row = int(unknown[0])
+        raise ValueError(f"{source}: row {row}: part is {part[row]!r}, expected 'warmup' or 'judge'")
+    return t.subset(part == "warmup"), t.subset(part == "judge")

@@ -1,0 +1,156 @@
+"""CouplingNet, the owner's model factory hook, and weight files that are never unpickled.
+
+Weights are written atomically and read with ``torch.load(..., weights_only=True)``: a
+``.pth`` that holds anything but tensors and plain values is refused, never executed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from aivj_assets.settings import Settings
+
+
+class UnsafeWeightsError(ValueError):
+    """A weights or checkpoint file holds something other than tensors and plain values."""
+
+
+class CouplingNet(nn.Module):
+    """Scores how well a preset couples with the audio: two towers meeting in a small head."""
+
+    def __init__(self, audio_dim: int, preset_dim: int, hidden_dim: int = 512, embed_dim: int = 256) -> None:
+        super().__init__()
+        self.audio_tower = _tower(audio_dim, hidden_dim, embed_dim)
+        self.preset_tower = _tower(preset_dim, hidden_dim, embed_dim)
+        # The head sees both embeddings and how they interact (product, difference):
+        # coupling is a relation between the two, not a property of either alone.
+        self.head = nn.Sequential(
+            nn.Linear(4 * embed_dim, hidden_dim),
+            nn.GELU(),
+            nn.Linear(hidden_dim, 1),
+        )
+
+    def forward(self, audio: Tensor, preset: Tensor) -> Tensor:
+        a = self.audio_tower(audio)
+        p = self.preset_tower(preset)
+        return self.head(torch.cat([a, p, a * p, a - p], dim=-1)).squeeze(-1)
+
+
+def _tower(in_dim: int, hidden_dim: int, embed_dim: int) -> nn.Sequential:
+    # LayerNorm first: the owner's features come unscaled, and this keeps training stable.
+    return nn.Sequential(
+        nn.LayerNorm(in_dim),
+        nn.Linear(in_dim, hidden_dim),
+        nn.GELU(),
+        nn.Linear(hidden_dim, embed_dim),
+    )
+
+
+def build_model(settings: Settings, audio_dim: int, preset_dim: int) -> nn.Module:
+    """CouplingNet with the settings' widths, or the owner's ``package.module:function`` factory."""
+    if not settings.model_factory:
+        return CouplingNet(audio_dim, preset_dim, hidden_dim=settings.hidden_dim, embed_dim=settings.embed_dim)
+    spec = settings.model_factory
+    module_name, sep, func_name = spec.partition(":")
+    if not sep or not module_name or not func_name:
+        raise ValueError(f"setting AIVJ_MODEL_FACTORY={spec!r}: expected 'package.module:function'")
+    try:
+        factory = getattr(importlib.import_module(module_name), func_name)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"setting AIVJ_MODEL_FACTORY={spec!r}: cannot import it: {exc}") from None
+    model = factory(audio_dim=audio_dim, preset_dim=preset_dim)
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"setting AIVJ_MODEL_FACTORY={spec!r} returned {type(model).__name__}, not a torch nn.Module")
+    return model
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 hex digest of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_torch_save(path: str | Path, obj: Any) -> None:
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_state_dict(path: str | Path, state_dict: dict[str, Tensor]) -> str:
+    """Write a state dict atomically (tensors only); returns the file's sha256."""
+    plain = {str(k): v.detach().cpu() for k, v in state_dict.items()}
+    atomic_torch_save(path, plain)
+    return file_sha256(path)
+
+
+def safe_load(path: str | Path) -> Any:
+    """Load a ``.pth`` with ``weights_only=True``; anything needing code to unpickle is refused."""
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, TypeError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UnsafeWeightsError(
+            f"{path}: refused to load: not a file of plain tensors and values ({reason[:300]})"
+        ) from None
+
+
+# Keys under which training scripts commonly wrap the weights in a checkpoint dict.
+_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
+
+
+def load_state_dict(path: str | Path) -> dict[str, Tensor]:
+    """A state dict (name -> tensor) from ``path``, loaded safely; unwraps ``{"state_dict": ...}``."""
+    obj = safe_load(path)
+    if isinstance(obj, dict) and not _is_state_dict(obj):
+        for key in _WRAPPER_KEYS:
+            if key in obj and _is_state_dict(obj[key]):
+                obj = obj[key]
+                break
+    if not _is_state_dict(obj):
+        raise UnsafeWeightsError(f"{path}: refused: expected a dict of parameter name -> tensor, got {_describe(obj)}")
+    return dict(obj)
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(
+        isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()
+    )
+
+
+def _describe(obj: Any) -> str:
+    if isinstance(obj, dict):
+        bad = next(((k, v) for k, v in obj.items() if not (isinstance(k, str) and isinstance(v, Tensor))), None)
+        if bad is None:
+            return "an empty dict"
+        return f"a dict whose entry {str(bad[0])[:60]!r} is {type(bad[1]).__name__}"
+    return type(obj).__name__
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
