@@ -1,15 +1,90 @@
-"""Notifications to the owner (Telegram, email). (skeleton, issue 5 fills it)
+"""Notifications to the owner: short Telegram messages, detailed email reports.
 
 Contract used by the assets: ``notify(settings, event, text, details=None)`` never raises.
+Telegram gets every message (short text); email gets the ones that carry ``details``
+(metrics table, reasons, log excerpt). Each channel is optional; an unconfigured one is
+silent, a failing one is logged (secrets scrubbed) and ignored. Messages are
+deduplicated (same event and text within ``DEDUP_SECONDS``) and rate-limited (at most
+``HOURLY_CAP`` an hour, spaced by ``settings.notify_min_interval_seconds``); the memory
+for both lives in ``settings.state_dir`` so the daemon, runs and CLI share it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import time
 from typing import Any
 
+from aivj_assets.resources import email as email_channel
+from aivj_assets.resources import telegram
+from aivj_assets.resources.state_files import read_json, write_json_atomic
 from aivj_assets.settings import Settings
+
+log = logging.getLogger("aivj.notify")
+
+# The events the platform sends (free text is allowed too; these are the ones it uses).
+EVENTS = (
+    "new_data", "training_started", "training_finished", "training_failed", "window_closed",
+    "gate_rejected", "promoted", "degradation", "paused", "resumed", "resource_alert",
+    "resource_clear", "run_failed",
+)
+DEDUP_SECONDS = 600.0
+HOURLY_CAP = 30
+_MAX_WAIT = 5.0  # never hold a caller longer than this for spacing
+
+
+def _state_path(settings: Settings):
+    return settings.state_dir / "notify.json"
+
+
+def _admit(settings: Settings, event: str, text: str, now: float) -> tuple[bool, int]:
+    """Whether to send now (dedup and hourly cap), and how many were suppressed before it."""
+    state = read_json(_state_path(settings), {})
+    if not isinstance(state, dict):
+        state = {}
+    key = hashlib.sha256(f"{event}\n{text}".encode()).hexdigest()[:16]
+    seen = {k: t for k, t in (state.get("seen") or {}).items() if now - float(t) < DEDUP_SECONDS}
+    sent = [float(t) for t in state.get("sent") or [] if now - float(t) < 3600]
+    suppressed = int(state.get("suppressed", 0))
+    if key in seen:
+        return False, suppressed
+    if len(sent) >= HOURLY_CAP:
+        state.update(seen=seen, sent=sent, suppressed=suppressed + 1)
+        write_json_atomic(_state_path(settings), state)
+        return False, suppressed
+    wait = min(_MAX_WAIT, settings.notify_min_interval_seconds - (now - sent[-1])) if sent else 0.0
+    if wait > 0:
+        time.sleep(wait)
+    seen[key] = now
+    sent.append(time.time())
+    write_json_atomic(_state_path(settings), {"seen": seen, "sent": sent, "suppressed": 0})
+    return True, suppressed
 
 
 def notify(settings: Settings, event: str, text: str, details: dict[str, Any] | None = None) -> None:
     """Tell the owner about ``event``; a failing or unconfigured channel is ignored."""
-    return None
+    try:
+        tg, mail = telegram.configured(settings), email_channel.configured(settings) and details is not None
+        if not (tg or mail):
+            log.info("notification (no channel configured) %s: %s", event, telegram.scrub(text, settings))
+            return
+        admitted, suppressed = _admit(settings, event, text, time.time())
+        if not admitted:
+            log.info("notification %s suppressed (duplicate or over the hourly cap)", event)
+            return
+        short = f"[AIVJ] {text}"
+        if suppressed:
+            short += f"\n({suppressed} earlier messages were held back by the rate limit)"
+        if tg:
+            try:
+                telegram.send_message(settings, short)
+            except Exception as exc:
+                log.warning("Telegram notification %s failed: %s", event, telegram.scrub(str(exc), settings))
+        if mail:
+            try:
+                email_channel.send_report(settings, email_channel.build_report(settings, event, text, details or {}))
+            except Exception as exc:
+                log.warning("email notification %s failed: %s", event, telegram.scrub(str(exc), settings))
+    except Exception as exc:  # notify must never fail a run
+        log.warning("notification %s dropped: %s", event, telegram.scrub(f"{exc.__class__.__name__}: {exc}", settings))
