@@ -1,3 +1,126 @@
-"""Operations sensors: resource_watch, telegram_commands, run failures. (skeleton, issue 5)"""
+"""Operations sensors: resource_watch, telegram_commands and the run-failure alert.
 
-OPS_SENSORS: list = []
+Each sensor reads the settings at tick time and keeps its memory in its cursor: the
+resource episodes (so an alert goes out once per episode, and once when it clears) and
+the Bot API update offset (so a command is obeyed once).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import dagster as dg
+
+from aivj_assets.resources import telegram
+from aivj_assets.resources.commands import execute, parse_update
+from aivj_assets.resources.monitor import watch_resources
+from aivj_assets.resources.notifier import notify
+from aivj_assets.resources.wiring import SystemMonitorResource
+from aivj_assets.settings import load_settings
+
+# A run whose failure is a normal outcome (a gate rejection) carries this tag; with it the
+# daemon does not retry the run and run_failure_alert does not report a crash.
+OUTCOME_TAG = "aivj/outcome"
+WILL_RETRY_TAG = "dagster/will_retry"
+RETRY_NUMBER_TAG = "dagster/retry_number"
+MAX_COMMANDS_PER_TICK = 20
+
+
+def mark_final_outcome(instance: dg.DagsterInstance, run_id: str, outcome: str) -> None:
+    """Call from inside a run before it fails on purpose (e.g. ``"gate_rejected"``): the
+    failure is then neither retried (``dagster/max_retries`` 0) nor alerted as a crash."""
+    instance.add_run_tags(run_id, {OUTCOME_TAG: outcome, "dagster/max_retries": "0"})
+
+
+@dg.sensor(name="resource_watch", minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
+           description="RAM > 85%, CPU > 90% for 5 min, disk < 5 GB free: one alert per episode and one when it "
+                       "clears; low disk also prunes old model versions.")
+def resource_watch(context: dg.SensorEvaluationContext, system_monitor: SystemMonitorResource) -> dg.SkipReason:
+    """Read the machine, advance the alert episodes kept in the cursor, alert on changes."""
+    settings = load_settings()
+    readings = system_monitor.monitor().read()
+    try:
+        state = json.loads(context.cursor) if context.cursor else {}
+    except ValueError:
+        state = {}
+    outcome = watch_resources(settings, readings, state, time.time())
+    for event, text in outcome.messages:
+        context.log.info(f"{event}: {text}")
+        notify(settings, event, text)
+    if outcome.low_disk_started:
+        from aivj_assets.registry import Registry
+
+        removed = Registry(settings.models_dir).apply_retention(
+            keep=settings.keep_versions, keep_low_disk=settings.keep_versions_low_disk, low_disk=True)
+        context.log.info(f"low disk: pruned model versions {removed or 'none'}")
+    context.update_cursor(json.dumps(outcome.state, sort_keys=True))
+    return dg.SkipReason(readings.summary().replace("\n", "; "))
+
+
+@dg.sensor(name="telegram_commands", minimum_interval_seconds=15, default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Obeys /status, /pause, /resume, /rollback [VERSION], /help from the allowlisted chat and users.")
+def telegram_commands(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+    """Poll ``getUpdates`` from the offset in the cursor; obey allowed commands, ignore the rest."""
+    settings = load_settings()
+    if not telegram.configured(settings):
+        return dg.SkipReason("Telegram is not configured (TELEGRAM_TOKEN and TELEGRAM_CHAT_ID)")
+    offset = int(context.cursor) if context.cursor else None
+    try:
+        updates = telegram.get_updates(settings, offset, limit=MAX_COMMANDS_PER_TICK)
+    except telegram.TelegramError as exc:  # already scrubbed of the token
+        return dg.SkipReason(f"getUpdates failed: {exc}")
+    obeyed = ignored = 0
+    for update in updates:
+        cmd = parse_update(update)
+        offset = int(update["update_id"]) + 1
+        if cmd is not None:
+            reply = execute(settings, cmd)
+            if reply is None:
+                ignored += 1
+                context.log.warning(f"ignored /{cmd.name} from user {cmd.user_id} in chat {cmd.chat_id}: not allowlisted")
+            else:
+                obeyed += 1
+                context.log.info(f"obeyed /{cmd.name} from {cmd.user}")
+                try:
+                    telegram.send_message(settings, reply, chat_id=cmd.chat_id)
+                except telegram.TelegramError as exc:
+                    context.log.warning(str(exc))
+        # Advance after each update: a failure later in the batch never repeats an obeyed command.
+        context.update_cursor(str(offset))
+    return dg.SkipReason(f"{obeyed} commands obeyed, {ignored} ignored")
+
+
+def _logs_location(instance: dg.DagsterInstance, run_id: str) -> str:
+    manager = instance.compute_log_manager
+    base = getattr(manager, "_base_dir", None) or getattr(manager, "base_dir", None)
+    if base:
+        return f"{base}/{run_id}/compute_logs"
+    return f"{manager.__class__.__name__} (run {run_id})"
+
+
+@dg.run_failure_sensor(name="run_failure_alert", default_status=dg.DefaultSensorStatus.RUNNING,
+                       description="Alerts once a run has failed for good (after its retries).")
+def run_failure_alert(context: dg.RunFailureSensorContext) -> None:
+    """Alert with the error summary and where the logs are, unless a retry is coming."""
+    run = context.dagster_run
+    if run.tags.get(WILL_RETRY_TAG) == "true":
+        context.log.info(f"run {run.run_id} failed; the daemon will retry it")
+        return
+    if run.tags.get(OUTCOME_TAG):
+        context.log.info(f"run {run.run_id} ended as {run.tags[OUTCOME_TAG]}: reported by the run itself")
+        return
+    errors = []
+    for event in context.get_step_failure_events():
+        error = event.step_failure_data.error
+        errors.append(f"{event.step_key}: {error.cls_name}: {error.message.strip()}" if error else event.message)
+    summary = "; ".join(errors) or (context.failure_event.message or "run failed")
+    retries = int(run.tags.get(RETRY_NUMBER_TAG, "0"))
+    logs = _logs_location(context.instance, run.run_id)
+    settings = load_settings()
+    notify(settings, "run_failed",
+           f"Run {run.job_name} ({run.run_id[:8]}) failed for good after {retries} retries: {summary[:500]}\nLogs: {logs}",
+           details={"run_id": run.run_id, "job": run.job_name, "retries": retries, "logs": logs, "log": summary})
+
+
+OPS_SENSORS = [resource_watch, telegram_commands, run_failure_alert]
