@@ -150,13 +150,13 @@ def tensors_from_table(table: pa.Table, source: str = "table") -> PairTensors:
     label = table.column("label").to_numpy(zero_copy_only=False)
     if table.column("label").null_count or not np.isin(label, (0, 1)).all():
         row = int(np.flatnonzero(~np.isin(label, (0, 1)))[0]) if label.size else 0
-        raise ValueError(f"{source}: row {row}: label is {label[row]!r}, expected 0 or 1")
+        raise ValueError(f"{source}: row {row}: label is {label[row].item()!r}, expected 0 or 1")
     if "weight" in table.column_names:
         weight = table.column("weight").fill_null(1.0).to_numpy(zero_copy_only=False).astype(np.float32)
         bad = np.flatnonzero(~np.isfinite(weight) | (weight < 0))
         if bad.size:
             row = int(bad[0])
-            raise ValueError(f"{source}: row {row}: weight is {weight[row]!r}, expected a finite number >= 0")
+            raise ValueError(f"{source}: row {row}: weight is {weight[row].item()!r}, expected a finite number >= 0")
     else:
         weight = np.ones(len(label), dtype=np.float32)
     if "row_hash" in table.column_names:

@@ -1,0 +1,84 @@
+"""Store rows become aligned tensors in one pass; splits follow data/split.py; bad rows are named."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+
+from aivj_assets.data.split import validation_mask
+from aivj_assets.training.dataset import elite_parts, split_validation, tensors_from_table
+
+from .pairs import pair_table
+
+
+def test_table_becomes_aligned_tensors():
+    table = pair_table(n=50, audio_dim=5, preset_dim=3, weights=True)
+    t = tensors_from_table(table)
+    assert len(t) == 50 and t.audio.shape == (50, 5) and t.preset.shape == (50, 3)
+    assert t.audio.dtype == t.label.dtype == t.weight.dtype == torch.float32
+    row = 17
+    assert torch.equal(t.audio[row], torch.tensor(table.column("audio")[row].as_py(), dtype=torch.float32))
+    assert t.label[row].item() == table.column("label")[row].as_py()
+    assert t.weight[row].item() == pytest.approx(table.column("weight")[row].as_py())
+    assert t.row_hash[row] == table.column("row_hash")[row].as_py()
+
+
+def test_subset_concat_keep_rows_aligned():
+    t = tensors_from_table(pair_table(n=30))
+    a, b = t.subset(np.arange(10)), t.subset(torch.arange(30) >= 10)
+    joined = a.concat(b)
+    assert torch.equal(joined.audio, t.audio) and list(joined.row_hash) == list(t.row_hash)
+    assert joined.fingerprint() == t.fingerprint()
+    assert t.subset([2, 1]).fingerprint() != t.subset([1, 2]).fingerprint()
+
+
+def test_split_validation_is_the_row_hash_split():
+    t = tensors_from_table(pair_table(n=400))
+    train, val = split_validation(t, 0.25)
+    mask = validation_mask(t.row_hash, 0.25)
+    assert list(val.row_hash) == list(t.row_hash[mask])
+    assert list(train.row_hash) == list(t.row_hash[~mask])
+    # A row's side does not depend on which other rows are present.
+    _, val_half = split_validation(t.subset(np.arange(200)), 0.25)
+    assert set(val_half.row_hash) <= set(val.row_hash)
+
+
+def test_missing_weight_means_one_and_missing_hash_is_derived():
+    table = pair_table(n=20)
+    bare = table.drop_columns(["weight", "row_hash"])
+    t = tensors_from_table(bare)
+    assert torch.equal(t.weight, torch.ones(20))
+    assert list(t.row_hash) == table.column("row_hash").to_pylist()
+
+
+def test_ragged_vector_names_the_row():
+    table = pair_table(n=5, audio_dim=4, preset_dim=3)
+    audio = table.column("audio").to_pylist()
+    audio[3] = audio[3][:2]
+    bad = table.set_column(0, "audio", pa.array(audio, type=pa.list_(pa.float32())))
+    with pytest.raises(ValueError, match=r"part-7: row 3: audio has 2 values, expected 4"):
+        tensors_from_table(bad, source="part-7")
+
+
+def test_nan_feature_and_bad_label_name_the_row():
+    table = pair_table(n=5)
+    preset = table.column("preset").to_pylist()
+    preset[2][0] = float("nan")
+    bad = table.set_column(1, "preset", pa.array(preset, type=pa.list_(pa.float32())))
+    with pytest.raises(ValueError, match=r"row 2: preset holds NaN"):
+        tensors_from_table(bad)
+    labels = table.column("label").to_pylist()
+    labels[4] = 3
+    bad = table.set_column(2, "label", pa.array(labels, type=pa.int8()))
+    with pytest.raises(ValueError, match=r"row 4: label is 3"):
+        tensors_from_table(bad)
+
+
+def test_elite_parts_follow_the_part_column():
+    table = pair_table(n=10)
+    parts = ["judge" if i % 3 == 0 else "warmup" for i in range(10)]
+    warm, judge = elite_parts(table.append_column("part", pa.array(parts)))
+    assert len(judge) == 4 and len(warm) == 6
+    assert list(judge.row_hash) == [h for h, p in zip(table.column("row_hash").to_pylist(), parts, strict=True) if p == "judge"]
