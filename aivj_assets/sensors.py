@@ -1,5 +1,109 @@
-"""Sensors. (skeleton, issue 2 adds the data-folder sensor)"""
+"""Sensors: the data-folder sensor that turns each new file into a ``raw_pairs`` partition.
 
+Exactly once: the scan records each new file in the ledger (status pending, with a sequence
+number) before this tick returns; Dagster then adds the partition and reserves the run
+(run key = partition key) before it stores the cursor, the highest sequence it took. A tick
+that dies before that leaves pending entries above the cursor, which the next tick requests
+again; Dagster skips a run key it already launched. A run whose worker died is marked failed
+and requested again under a new run key, up to ``run_retries`` times.
+"""
+
+
+import json
+
+import dagster as dg
+import psutil
+
+from aivj_assets.assets.raw_pairs import data_files, raw_pairs
+from aivj_assets.data.scan import scan_tick
 from aivj_assets.ops_sensors import OPS_SENSORS
+from aivj_assets.settings import load_settings
 
-SENSORS = [*OPS_SENSORS]
+RUN_KEY_TAG = "dagster/run_key"
+_ACTIVE = {dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+           dg.DagsterRunStatus.CANCELING}
+_DEAD = {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+
+
+def _interval() -> int:
+    # The tick interval is part of the sensor's definition, so it is read when the code
+    # location loads (the daemon and the webserver load it with the same environment).
+    return max(1, load_settings().sensor_interval_seconds)
+
+
+def run_state(instance: dg.DagsterInstance, run_key: str) -> str | None:
+    """'active', 'done', 'dead' or None for the newest run with ``run_key``; marks orphans failed."""
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={RUN_KEY_TAG: run_key}), limit=1)
+    if not runs:
+        return None
+    run = runs[0]
+    if run.status in _DEAD:
+        return "dead"
+    if run.status == dg.DagsterRunStatus.SUCCESS:
+        return "done"
+    if run.status == dg.DagsterRunStatus.STARTED and not _worker_alive(instance, run):
+        # The worker died with its daemon (kill -9): no launcher will ever finish this run.
+        instance.report_run_failed(run, message="aivj: the run's worker process is gone; requesting again")
+        return "dead"
+    return "active"
+
+
+def _worker_alive(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
+    """Whether the process that reported 'Started process for run (pid: N)' still lives."""
+    records = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT).records
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        data = getattr(event, "event_specific_data", None) if event else None
+        pid = getattr(data, "metadata", {}).get("pid") if data is not None else None
+        if pid is not None:
+            try:
+                proc = psutil.Process(int(pid.value))
+                # A recycled pid belongs to a process started after the run's worker.
+                return proc.create_time() <= record.event_log_entry.timestamp + 1 and proc.status() != "zombie"
+            except (psutil.NoSuchProcess, ValueError):
+                return False
+    return True  # no pid recorded (another launcher): leave it to run monitoring
+
+
+@dg.sensor(
+    name="data_files_sensor",
+    target=[raw_pairs],
+    minimum_interval_seconds=_interval(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Registers each new settled file in AIVJ_DATA_DIR as a raw_pairs partition.",
+)
+def data_files_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+    settings = load_settings()
+    committed = json.loads(context.cursor)["seq"] if context.cursor else 0
+    instance = context.instance
+    plan = scan_tick(
+        settings,
+        committed,
+        materialized=lambda: set(instance.get_materialized_partitions(raw_pairs.key)),
+        run_state=lambda key: run_state(instance, key),
+    )
+    cursor = json.dumps({"seq": plan.last_seq})
+    context.log.info(f"data folder {settings.data_dir}: {plan.stats}")
+    if not plan.requests:
+        return dg.SensorResult(skip_reason=dg.SkipReason(f"nothing new ({plan.stats})"), cursor=cursor)
+    keys = sorted({r.partition for r in plan.requests})
+    return dg.SensorResult(
+        dynamic_partitions_requests=[data_files.build_add_request(keys)],
+        run_requests=[
+            dg.RunRequest(
+                run_key=r.run_key,
+                partition_key=r.partition,
+                tags={
+                    "aivj/source": r.path[-200:],
+                    "aivj/content_hash": r.content_hash,
+                    # Data errors are final; only a run that died (not a failed step) is retried.
+                    "dagster/retry_on_asset_or_op_failure": "false",
+                },
+            )
+            for r in plan.requests
+        ],
+        cursor=cursor,
+    )
+
+
+SENSORS = [data_files_sensor, *OPS_SENSORS]

@@ -1,13 +1,120 @@
-"""raw_pairs: one dynamic partition per ingested data file. (skeleton, issue 2 fills it)"""
+"""raw_pairs: one dynamic partition per ingested data file, validated into the store.
+
+The asset is thin: :func:`aivj_assets.data.ingest.ingest_partition` does the work; here
+its report becomes metadata and four asset checks, emitted with the materialisation so
+that they judge exactly the file just stored.
+"""
+
 
 import dagster as dg
 
+from aivj_assets.data.contract import DataFileError
+from aivj_assets.data.ingest import IngestReport, ingest_partition
+from aivj_assets.settings import Settings, load_settings
+
 data_files = dg.DynamicPartitionsDefinition(name="data_files")
 
+CHECK_VECTOR_LENGTHS = "vector_lengths_match_lineage"
+CHECK_BAD_ROWS = "bad_row_share"
+CHECK_LABEL_BALANCE = "label_balance"
+CHECK_DRIFT = "feature_drift"
 
-@dg.asset(partitions_def=data_files, group_name="data")
-def raw_pairs() -> None:
-    raise NotImplementedError("raw_pairs is built by the foundation issue")
+_SPECS = [
+    dg.AssetCheckSpec(CHECK_VECTOR_LENGTHS, asset="raw_pairs", blocking=True,
+                      description="Rows with vector lengths other than the lineage's stay under the bad-row bound."),
+    dg.AssetCheckSpec(CHECK_BAD_ROWS, asset="raw_pairs", description="Share of rows kept aside is small."),
+    dg.AssetCheckSpec(CHECK_LABEL_BALANCE, asset="raw_pairs", description="Both labels are present in fair share."),
+    dg.AssetCheckSpec(CHECK_DRIFT, asset="raw_pairs",
+                      description="Feature distribution (PSI of binned features) matches the corpus so far."),
+]
 
 
+def check_vector_lengths(report: IngestReport, settings: Settings) -> dg.AssetCheckResult:
+    """Blocking: a file whose rows mostly have other vector lengths comes from a broken exporter."""
+    share = report.wrong_length_rows / max(report.total_rows, 1)
+    return dg.AssetCheckResult(
+        check_name=CHECK_VECTOR_LENGTHS,
+        passed=share <= settings.bad_row_share_max and (report.rows > 0 or report.total_rows == 0),
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"wrong_length_rows": report.wrong_length_rows, "wrong_length_share": share,
+                  "bound": settings.bad_row_share_max, "lineage_audio_dim": report.lineage.get("audio_dim"),
+                  "lineage_preset_dim": report.lineage.get("preset_dim")},
+    )
+
+
+def check_bad_row_share(report: IngestReport, settings: Settings) -> dg.AssetCheckResult:
+    """Warning: the share of rows kept aside in quarantine stays under the bound."""
+    share = report.bad_rows / max(report.total_rows, 1)
+    return dg.AssetCheckResult(
+        check_name=CHECK_BAD_ROWS,
+        passed=share <= settings.bad_row_share_max,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"bad_rows": report.bad_rows, "bad_row_share": share, "bound": settings.bad_row_share_max,
+                  "examples": "\n".join(report.bad_examples) or "none"},
+    )
+
+
+def check_label_balance(report: IngestReport, settings: Settings) -> dg.AssetCheckResult:
+    """Warning: the minority label's share is at least the bound."""
+    positive = report.positive_share
+    minority = min(positive, 1 - positive) if positive is not None else 0.0
+    return dg.AssetCheckResult(
+        check_name=CHECK_LABEL_BALANCE,
+        passed=minority >= settings.label_balance_min,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"positive_share": positive if positive is not None else -1.0, "minority_share": minority,
+                  "bound": settings.label_balance_min},
+    )
+
+
+def check_feature_drift(report: IngestReport, settings: Settings) -> dg.AssetCheckResult:
+    """Warning: mean PSI over features against the corpus so far stays under the bound."""
+    d = report.drift
+    return dg.AssetCheckResult(
+        check_name=CHECK_DRIFT,
+        passed=d.get("mean", 0.0) <= settings.drift_psi_max,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"psi_mean": d.get("mean", 0.0), "psi_max": d.get("max", 0.0),
+                  "worst_feature": d.get("worst_feature") if d.get("worst_feature") is not None else -1,
+                  "reference_rows": d.get("reference_rows", 0), "bound": settings.drift_psi_max},
+    )
+
+
+@dg.asset(
+    partitions_def=data_files,
+    group_name="data",
+    check_specs=_SPECS,
+    description="The good rows of one data file, validated and normalised into the store.",
+)
+def raw_pairs(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    settings = load_settings()
+    try:
+        report = ingest_partition(settings, context.partition_key)
+    except DataFileError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    context.log.info(f"{report.source_path}: {report.rows} rows stored, {report.bad_rows} kept aside")
+    return dg.MaterializeResult(
+        metadata={
+            "rows": report.rows,
+            "bad_rows": report.bad_rows,
+            "content_hash": report.content_hash,
+            "source_path": dg.MetadataValue.path(report.source_path),
+            "audio_dim": report.audio_dim if report.audio_dim is not None else -1,
+            "preset_dim": report.preset_dim if report.preset_dim is not None else -1,
+            "label_positive_share": report.positive_share if report.positive_share is not None else -1.0,
+            "quarantine": dg.MetadataValue.path(report.quarantine_path or "none"),
+            "bytes": report.bytes,
+            "drift_psi_mean": report.drift.get("mean", 0.0),
+        },
+        check_results=[
+            check_vector_lengths(report, settings),
+            check_bad_row_share(report, settings),
+            check_label_balance(report, settings),
+            check_feature_drift(report, settings),
+        ],
+    )
+
+
+# The checks travel with the asset as check specs (their results are emitted by the
+# materialisation that stored the file), so there are no separate check definitions.
 RAW_PAIRS_CHECKS: list = []

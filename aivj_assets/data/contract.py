@@ -1,0 +1,335 @@
+"""The data contract: read one data file, keep the good rows normalised, set the bad ones aside.
+
+A data file is JSON lines or Parquet with ``audio`` and ``preset`` float vectors, a 0/1 (or
+boolean) ``label`` and optional ``pair_id`` and ``weight``; field names come from Settings.
+Validation is vectorised with pyarrow and NumPy; only a JSON-lines file that pyarrow cannot
+parse (a malformed line, mixed types) takes the per-line path, which also names each bad line.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pa_json
+import pyarrow.parquet as pq
+
+from aivj_assets.data.split import row_hashes
+from aivj_assets.settings import Settings
+
+PAIR_SCHEMA = pa.schema(
+    [
+        ("audio", pa.list_(pa.float32())),
+        ("preset", pa.list_(pa.float32())),
+        ("label", pa.int8()),
+        ("weight", pa.float32()),
+        ("pair_id", pa.string()),
+        ("row_hash", pa.string()),
+    ]
+)
+DATA_SUFFIXES = (".jsonl", ".parquet")
+
+
+class DataFileError(ValueError):
+    """A data file that cannot be read at all; the message names the file and the reason."""
+
+
+@dataclass
+class BadRow:
+    """One row kept aside: the file, its line (JSON lines) or row (Parquet), 1-based, and why."""
+
+    file: str
+    line: int
+    reason: str
+
+
+@dataclass
+class FileRows:
+    """The outcome of reading one file: normalised good rows, bad rows and what was seen."""
+
+    table: pa.Table
+    audio: np.ndarray  # [n, audio_dim] float32, the good rows (for summaries and drift)
+    preset: np.ndarray
+    bad: list[BadRow] = field(default_factory=list)
+    audio_dim: int | None = None
+    preset_dim: int | None = None
+    wrong_length_rows: int = 0
+
+    @property
+    def rows(self) -> int:
+        return self.table.num_rows
+
+    @property
+    def total_rows(self) -> int:
+        return self.table.num_rows + len(self.bad)
+
+
+class _NeedLinePath(Exception):
+    """pyarrow's types do not fit the contract: fall back to per-line reading."""
+
+
+def read_pairs(path: Path, data: bytes, settings: Settings, lineage: dict | None) -> FileRows:
+    """Validate the bytes of data file ``path``; raise DataFileError if it cannot be read at all."""
+    suffix = Path(path).suffix.lower()
+    if not data.strip():
+        raise DataFileError(f"{path}: the file is empty")
+    if suffix == ".parquet":
+        try:
+            table = pq.read_table(pa.BufferReader(data))
+        except Exception as exc:  # pyarrow raises several types for corrupt files
+            raise DataFileError(f"{path}: cannot read Parquet: {exc}") from None
+        if table.num_rows == 0:
+            raise DataFileError(f"{path}: the Parquet file has no rows")
+        try:
+            return _validate_table(path, table, settings, lineage, line_numbers=None)
+        except _NeedLinePath as exc:
+            raise DataFileError(f"{path}: {exc}") from None
+    if suffix != ".jsonl":
+        raise DataFileError(f"{path}: unsupported file type {suffix!r} (expected .jsonl or .parquet)")
+    if b"\x00" in data:
+        raise DataFileError(f"{path}: binary content, not JSON lines")
+    try:
+        table = pa_json.read_json(io.BytesIO(data))
+        result = _validate_table(path, table, settings, lineage, line_numbers=None)
+        if result.bad:  # name the real line of each bad row (pyarrow skips blank lines)
+            lines = [i + 1 for i, raw in enumerate(data.split(b"\n")) if raw.strip()]
+            for bad in result.bad:
+                bad.line = lines[bad.line - 1]
+        return result
+    except (pa.ArrowInvalid, pa.ArrowTypeError, _NeedLinePath):
+        return _read_lines(path, data, settings, lineage)
+
+
+# --- vectorised path ------------------------------------------------------------------
+
+
+def _validate_table(
+    path: Path, t: pa.Table, settings: Settings, lineage: dict | None, line_numbers: list[int] | None
+) -> FileRows:
+    n = t.num_rows
+    reasons: list[str | None] = [None] * n
+
+    def mark(mask: np.ndarray, reason) -> None:
+        for i in np.flatnonzero(mask):
+            if reasons[i] is None:
+                reasons[i] = reason(i) if callable(reason) else reason
+
+    vectors = {}
+    for name in (settings.audio_field, settings.preset_field):
+        if name not in t.column_names:
+            mark(np.ones(n, bool), f"missing field {name!r}")
+            vectors[name] = None
+            continue
+        arr = _list_of_float64(t[name], name)
+        missing = _is_null(arr)
+        mark(missing, f"missing field {name!r}")
+        lengths = pc.fill_null(pc.list_value_length(arr), -1).to_numpy(zero_copy_only=False)
+        offsets = arr.offsets.to_numpy()
+        values = arr.values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        bad_cum = np.concatenate([[0], np.cumsum(~np.isfinite(values))])
+        nonfinite = (bad_cum[offsets[1:]] - bad_cum[offsets[:-1]]) > 0
+        mark(nonfinite & ~missing, f"{name} has NaN, Inf or null values")
+        vectors[name] = (lengths, offsets, values)
+
+    labels = _labels(t, settings.label_field, n, mark)
+    weights = np.ones(n, np.float32)
+    if settings.weight_field in t.column_names:
+        try:
+            w = pc.cast(t[settings.weight_field], pa.float64()).to_numpy(zero_copy_only=False)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            raise _NeedLinePath(f"field {settings.weight_field!r} is not numeric") from None
+        w = np.where(_is_null(t[settings.weight_field]), 1.0, w)
+        mark(~np.isfinite(w) | (w < 0), "weight must be a finite number >= 0")
+        weights = w.astype(np.float32)
+    pair_ids = None
+    if settings.pair_id_field in t.column_names:
+        try:
+            pair_ids = pc.cast(t[settings.pair_id_field], pa.string())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise _NeedLinePath(f"field {settings.pair_id_field!r} is not a string") from None
+
+    audio_dim, preset_dim, wrong = _check_lengths(vectors, settings, lineage, reasons, mark)
+    good = np.array([r is None for r in reasons], bool)
+    idx = np.flatnonzero(good)
+    audio = _gather(vectors[settings.audio_field], idx, audio_dim)
+    preset = _gather(vectors[settings.preset_field], idx, preset_dim)
+    ids = pair_ids.take(pa.array(idx)) if pair_ids is not None else pa.nulls(len(idx), pa.string())
+    table = build_table(audio, preset, labels[idx], weights[idx], ids)
+    bad = [
+        BadRow(str(path), (line_numbers[i] if line_numbers else i + 1), reason)
+        for i, reason in enumerate(reasons)
+        if reason is not None
+    ]
+    return FileRows(table, audio, preset, bad, audio_dim, preset_dim, wrong)
+
+
+def _is_null(col) -> np.ndarray:
+    return np.asarray(col.is_null().to_numpy(zero_copy_only=False), bool)
+
+
+def _list_of_float64(col: pa.ChunkedArray, name: str) -> pa.ListArray:
+    try:
+        cast = pc.cast(col, pa.list_(pa.float64()))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        raise _NeedLinePath(f"field {name!r} is not a list of numbers") from None
+    return pa.concat_arrays(cast.chunks) if cast.num_chunks != 1 else cast.chunk(0)
+
+
+def _labels(t: pa.Table, name: str, n: int, mark) -> np.ndarray:
+    if name not in t.column_names:
+        mark(np.ones(n, bool), f"missing field {name!r}")
+        return np.zeros(n, np.int8)
+    col = t[name]
+    if pa.types.is_boolean(col.type):
+        col = pc.cast(col, pa.int8())
+    if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_null(col.type)):
+        raise _NeedLinePath(f"field {name!r} must be 0/1 or a boolean, found {col.type}")
+    values = pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
+    missing = _is_null(col)
+    mark(missing, f"missing field {name!r}")
+    mark(~missing & (values != 0) & (values != 1), lambda i: f"label must be 0/1 or a boolean, got {values[i]:g}")
+    return np.where(values == 1, 1, 0).astype(np.int8)
+
+
+def _check_lengths(vectors, settings: Settings, lineage, reasons, mark) -> tuple[int | None, int | None, int]:
+    """Fix the vector lengths (the lineage's, or this file's most common pair) and mark others."""
+    a = vectors[settings.audio_field]
+    p = vectors[settings.preset_field]
+    if a is None or p is None:
+        return None, None, 0
+    ok = np.array([r is None for r in reasons], bool)
+    if lineage:
+        dims = (int(lineage["audio_dim"]), int(lineage["preset_dim"]))
+    else:
+        pairs = Counter(zip(a[0][ok].tolist(), p[0][ok].tolist(), strict=True))
+        if not pairs:
+            return None, None, 0
+        dims = pairs.most_common(1)[0][0]
+    wrong_a = ok & (a[0] != dims[0])
+    wrong_p = ok & (p[0] != dims[1])
+    mark(wrong_a, lambda i: f"{settings.audio_field} has {a[0][i]} values, lineage expects {dims[0]}")
+    mark(wrong_p, lambda i: f"{settings.preset_field} has {p[0][i]} values, lineage expects {dims[1]}")
+    return dims[0], dims[1], int((wrong_a | wrong_p).sum())
+
+
+def _gather(vec, idx: np.ndarray, dim: int | None) -> np.ndarray:
+    if vec is None or dim is None or len(idx) == 0:
+        return np.zeros((0, dim or 0), np.float32)
+    _, offsets, values = vec
+    return values[offsets[idx][:, None] + np.arange(dim)].astype(np.float32)
+
+
+def build_table(audio: np.ndarray, preset: np.ndarray, labels: np.ndarray, weights: np.ndarray, pair_ids) -> pa.Table:
+    """The normalised store table (:data:`PAIR_SCHEMA`) from 2-D float32 arrays and columns."""
+    labels = np.asarray(labels, np.int8)
+    return pa.table(
+        {
+            "audio": _fixed_lists(audio),
+            "preset": _fixed_lists(preset),
+            "label": pa.array(labels, pa.int8()),
+            "weight": pa.array(np.asarray(weights, np.float32), pa.float32()),
+            "pair_id": pa.array(pair_ids, pa.string()) if not isinstance(pair_ids, pa.Array) else pair_ids,
+            "row_hash": pa.array(row_hashes(audio, preset, labels), pa.string()),
+        },
+        schema=PAIR_SCHEMA,
+    )
+
+
+def _fixed_lists(matrix: np.ndarray) -> pa.ListArray:
+    n, dim = matrix.shape
+    offsets = pa.array(np.arange(0, (n + 1) * dim, dim, dtype=np.int32)) if n else pa.array([0], pa.int32())
+    return pa.ListArray.from_arrays(offsets, pa.array(np.ascontiguousarray(matrix, np.float32).ravel()))
+
+
+# --- per-line path (JSON lines that pyarrow cannot take whole) -------------------------
+
+
+def _read_lines(path: Path, data: bytes, settings: Settings, lineage: dict | None) -> FileRows:
+    f = settings
+    parsed: list[tuple[int, tuple]] = []
+    bad: list[BadRow] = []
+    seen_objects = 0
+    for lineno, raw in enumerate(data.split(b"\n"), 1):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            bad.append(BadRow(str(path), lineno, f"malformed JSON: {exc}"))
+            continue
+        if not isinstance(obj, dict):
+            bad.append(BadRow(str(path), lineno, "a line must be a JSON object"))
+            continue
+        seen_objects += 1
+        record = _record(obj, f)
+        if isinstance(record, str):
+            bad.append(BadRow(str(path), lineno, record))
+        else:
+            parsed.append((lineno, record))
+    if seen_objects == 0:
+        raise DataFileError(f"{path}: no line is a JSON object (first problem: {bad[0].reason})")
+    if lineage:
+        dims = (int(lineage["audio_dim"]), int(lineage["preset_dim"]))
+    elif parsed:
+        dims = Counter((len(r[0]), len(r[1])) for _, r in parsed).most_common(1)[0][0]
+    else:
+        dims = (None, None)
+    good = []
+    wrong = 0
+    for lineno, r in parsed:
+        if len(r[0]) != dims[0]:
+            bad.append(BadRow(str(path), lineno, f"{f.audio_field} has {len(r[0])} values, lineage expects {dims[0]}"))
+            wrong += 1
+        elif len(r[1]) != dims[1]:
+            bad.append(BadRow(str(path), lineno, f"{f.preset_field} has {len(r[1])} values, lineage expects {dims[1]}"))
+            wrong += 1
+        else:
+            good.append(r)
+    bad.sort(key=lambda b: b.line)
+    audio = np.array([r[0] for r in good], np.float32).reshape(len(good), dims[0] or 0)
+    preset = np.array([r[1] for r in good], np.float32).reshape(len(good), dims[1] or 0)
+    table = build_table(
+        audio, preset, np.array([r[2] for r in good], np.int8), np.array([r[3] for r in good], np.float32),
+        [r[4] for r in good],
+    )
+    return FileRows(table, audio, preset, bad, dims[0], dims[1], wrong)
+
+
+def _record(obj: dict, f: Settings) -> tuple | str:
+    """A structurally valid row as (audio, preset, label, weight, pair_id), or the reason it is not."""
+    vectors = []
+    for name in (f.audio_field, f.preset_field):
+        value = obj.get(name)
+        if value is None:
+            return f"missing field {name!r}"
+        if not isinstance(value, list) or not all(_is_number(x) for x in value):
+            return f"{name} must be a list of numbers"
+        if not all(math.isfinite(x) for x in value):
+            return f"{name} has NaN, Inf or null values"
+        vectors.append(value)
+    label = obj.get(f.label_field)
+    if label is None:
+        return f"missing field {f.label_field!r}"
+    if isinstance(label, bool):
+        label = int(label)
+    if not _is_number(label) or label not in (0, 1):
+        return f"label must be 0/1 or a boolean, got {label!r}"
+    weight = obj.get(f.weight_field, 1.0)
+    weight = 1.0 if weight is None else weight
+    if not _is_number(weight) or not math.isfinite(weight) or weight < 0:
+        return "weight must be a finite number >= 0"
+    pair_id = obj.get(f.pair_id_field)
+    if pair_id is not None and not isinstance(pair_id, (str, int)):
+        return "pair_id must be a string"
+    return vectors[0], vectors[1], int(label), float(weight), None if pair_id is None else str(pair_id)
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)

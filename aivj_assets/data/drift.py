@@ -1,0 +1,49 @@
+"""Feature drift: population stability index (PSI) of a new file against the corpus so far.
+
+Each partition keeps a compact summary: per feature, counts over fixed bins whose edges are
+the deciles of the first file ingested in the lineage. Summing summaries gives the corpus;
+PSI per feature compares the new file's bin shares with the corpus's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+BINS = 10
+
+
+def decile_edges(audio: np.ndarray, preset: np.ndarray) -> list[list[float]]:
+    """Inner bin edges (BINS - 1 per feature) from the deciles of a first file's features."""
+    features = np.concatenate([audio, preset], axis=1).astype(np.float64)
+    qs = np.quantile(features, np.linspace(0, 1, BINS + 1)[1:-1], axis=0).T
+    return qs.tolist()
+
+
+def summarise(audio: np.ndarray, preset: np.ndarray, edges: list[list[float]]) -> dict:
+    """Per-feature bin counts of the rows over ``edges``."""
+    features = np.concatenate([audio, preset], axis=1)
+    counts = [
+        np.bincount(np.searchsorted(np.asarray(e), features[:, j], side="right"), minlength=BINS).tolist()
+        for j, e in enumerate(edges)
+    ]
+    return {"rows": int(features.shape[0]), "counts": counts}
+
+
+def psi(new: dict, reference: list[dict]) -> dict:
+    """PSI per feature of ``new`` against the summed ``reference`` summaries; mean, max, worst."""
+    ref_rows = sum(s["rows"] for s in reference)
+    if new["rows"] == 0 or ref_rows == 0:
+        return {"mean": 0.0, "max": 0.0, "worst_feature": None, "reference_rows": ref_rows}
+    ref = np.sum([np.asarray(s["counts"], np.float64) for s in reference], axis=0)
+    cur = np.asarray(new["counts"], np.float64)
+    # Half a count of smoothing keeps empty bins finite without hiding real shifts.
+    p = (cur + 0.5) / (cur.sum(axis=1, keepdims=True) + 0.5 * BINS)
+    q = (ref + 0.5) / (ref.sum(axis=1, keepdims=True) + 0.5 * BINS)
+    per_feature = ((p - q) * np.log(p / q)).sum(axis=1)
+    worst = int(np.argmax(per_feature))
+    return {
+        "mean": float(per_feature.mean()),
+        "max": float(per_feature[worst]),
+        "worst_feature": worst,
+        "reference_rows": int(ref_rows),
+    }

@@ -1,0 +1,110 @@
+"""Ingest one registered data file into the store (what a ``raw_pairs`` partition run does)."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from aivj_assets.data import drift
+from aivj_assets.data.contract import DataFileError, FileRows, read_pairs
+from aivj_assets.data.ledger import Ledger, now_iso
+from aivj_assets.data.store import Store
+from aivj_assets.settings import Settings
+
+
+@dataclass
+class IngestReport:
+    """What ingesting one partition found; the asset turns it into metadata and checks."""
+
+    partition: str
+    source_path: str
+    content_hash: str
+    rows: int
+    bad_rows: int
+    total_rows: int
+    wrong_length_rows: int
+    audio_dim: int | None
+    preset_dim: int | None
+    lineage: dict
+    positive_share: float | None
+    quarantine_path: str | None
+    drift: dict = field(default_factory=dict)
+    bytes: int = 0
+    seconds: float = 0.0
+    bad_examples: list[str] = field(default_factory=list)
+
+
+def ingest_partition(settings: Settings, key: str) -> IngestReport:
+    """Validate partition ``key``'s file and store its good rows; DataFileError if unreadable."""
+    started = time.perf_counter()
+    entry = Ledger(settings).entry_for(key)
+    if entry is None:
+        raise DataFileError(
+            f"partition {key}: no ledger entry in {settings.data_dir / 'processed_hashes.jsonl'}; "
+            "data files are registered by the data_files_sensor (or `aivj demo`)"
+        )
+    path = settings.data_dir / entry["path"]
+    store = Store(settings)
+    base = {"partition": key, "source_path": str(path), "source_rel": entry["path"], "content_hash": entry["hash"],
+            "size": entry["size"], "mtime_ns": entry["mtime_ns"], "inode": entry["inode"],
+            "registered_seq": entry["seq"], "time": now_iso()}
+    try:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise DataFileError(f"{path}: cannot read the file: {exc.strerror or exc}") from None
+        content_hash = hashlib.sha256(data).hexdigest()
+        if content_hash != entry["hash"]:
+            raise DataFileError(
+                f"{path}: content changed since it was registered (sha256 {content_hash[:12]}, expected "
+                f"{entry['hash'][:12]}); the new content is ingested as its own partition"
+            )
+        lineage = store.lineage()
+        result = read_pairs(path, data, settings, lineage)
+        if lineage is None and result.audio_dim is not None:
+            lineage = store.fix_lineage(result.audio_dim, result.preset_dim)
+            if (lineage["audio_dim"], lineage["preset_dim"]) != (result.audio_dim, result.preset_dim):
+                result = read_pairs(path, data, settings, lineage)  # another file fixed it first
+    except DataFileError as exc:
+        store.write_failure(key, {**base, "reason": str(exc)})
+        raise
+    drift_report = _drift(store, key, result)
+    quarantine = store.write_quarantine(key, result.bad)
+    labels = result.table.column("label").to_numpy()
+    meta = {**base, "rows": result.rows, "bad_rows": len(result.bad)}
+    store.write_partition(key, result.table, meta)
+    return IngestReport(
+        partition=key,
+        source_path=str(path),
+        content_hash=entry["hash"],
+        rows=result.rows,
+        bad_rows=len(result.bad),
+        total_rows=result.total_rows,
+        wrong_length_rows=result.wrong_length_rows,
+        audio_dim=result.audio_dim,
+        preset_dim=result.preset_dim,
+        lineage=lineage or {},
+        positive_share=float(np.mean(labels)) if len(labels) else None,
+        quarantine_path=str(quarantine) if quarantine else None,
+        drift=drift_report,
+        bytes=len(data),
+        seconds=time.perf_counter() - started,
+        bad_examples=[f"line {b.line}: {b.reason}" for b in result.bad[:5]],
+    )
+
+
+def _drift(store: Store, key: str, result: FileRows) -> dict:
+    """Summarise this file's features and measure PSI against every other stored partition."""
+    if result.rows == 0:
+        return {"mean": 0.0, "max": 0.0, "worst_feature": None, "reference_rows": 0}
+    edges_path = store.root / "drift_edges.json"
+    # The first file's deciles fix the bins for the lineage; later files reuse them.
+    first = drift.decile_edges(result.audio, result.preset) if not edges_path.exists() else []
+    edges = store.drift_edges(first)
+    summary = drift.summarise(result.audio, result.preset, edges)
+    report = drift.psi(summary, store.summaries(exclude=key))
+    store.write_summary(key, summary)
+    return report

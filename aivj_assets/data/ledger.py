@@ -1,0 +1,114 @@
+"""The ingest ledger in the data folder: ``processed_hashes.jsonl`` and ``.last_seen``.
+
+One line per file version the sensor has taken in: its content hash, path (relative to the
+data folder), size, modification time and inode (so a known file is never hashed again),
+partition, status (pending, ingested, failed, duplicate), rows and time. Only the
+registering side (the sensor, or the demo's ingest) writes it, under a lock, atomically.
+Deleted, it is rebuilt from the store, which carries the same facts in each partition file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+
+from aivj_assets.data.atomic import write_text_atomic
+from aivj_assets.data.store import Store
+from aivj_assets.settings import Settings
+
+LEDGER_NAME = "processed_hashes.jsonl"
+LAST_SEEN_NAME = ".last_seen"
+LOCK_NAME = ".aivj_ledger.lock"
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class Ledger:
+    """The ledger of one data folder."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.path = settings.data_dir / LEDGER_NAME
+        self.last_seen_path = settings.data_dir / LAST_SEEN_NAME
+
+    def load(self) -> list[dict]:
+        """Every entry; rebuilt from the store (and saved) when the file is missing."""
+        if not self.path.exists():
+            entries = self.rebuild()
+            if entries:
+                self.save(entries)
+            return entries
+        entries = []
+        for raw in self.path.read_text(encoding="utf-8").splitlines():
+            if raw.strip():
+                entries.append(json.loads(raw))
+        return entries
+
+    def save(self, entries: list[dict]) -> None:
+        """Replace the ledger atomically."""
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(self.path, "".join(json.dumps(e, sort_keys=True) + "\n" for e in entries))
+
+    def touch_last_seen(self) -> None:
+        """Record the time of this scan."""
+        write_text_atomic(self.last_seen_path, now_iso() + "\n")
+
+    def rebuild(self) -> list[dict]:
+        """Entries for every stored partition and recorded failure, from the store alone."""
+        store = Store(self.settings)
+        entries: list[dict] = []
+        found = [(key, store.partition_meta(key), "ingested") for key in store.partitions()]
+        found += [(key, meta, "failed") for key, meta in store.failures().items()]
+        for key, meta, status in sorted(found, key=lambda f: f[1].get("registered_seq", 0)):
+            entries.append(
+                {
+                    "seq": len(entries) + 1,
+                    "hash": meta.get("content_hash"),
+                    "path": meta.get("source_rel", meta.get("source_path")),
+                    "size": meta.get("size"),
+                    "mtime_ns": meta.get("mtime_ns"),
+                    "inode": meta.get("inode"),
+                    "partition": key,
+                    "status": status,
+                    "rows": meta.get("rows"),
+                    "reason": meta.get("reason"),
+                    "run_key": key,
+                    "attempts": 0,
+                    "time": meta.get("time", now_iso()),
+                    "rebuilt": True,
+                }
+            )
+        return entries
+
+    def entry_for(self, partition: str) -> dict | None:
+        """The registering entry of ``partition`` (not its duplicates)."""
+        for e in self.load():
+            if e["partition"] == partition and e["status"] != "duplicate":
+                return e
+        return None
+
+
+@contextmanager
+def ledger_lock(settings: Settings) -> Iterator[None]:
+    """Exclusive lock on the ledger for one read-modify-write (sensor tick or demo ingest)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(settings.data_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if sys.platform == "win32":
+            import msvcrt
+
+            os.lseek(fd, 0, 0)
+            msvcrt.locking(fd, msvcrt.LK_LOCK, 1)  # retries for ~10 s, then raises
+        else:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock on both platforms

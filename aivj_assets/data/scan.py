@@ -1,0 +1,229 @@
+"""One pass over the data folder: which files are new, settled, duplicate, or owed a run.
+
+The sensor (and the demo's ingest) call :func:`scan_tick`. It compares each candidate file's
+(size, mtime_ns, inode) with the ledger, hashes only files it has never seen (within a
+per-tick budget), records every decision in the ledger, and returns the partitions to add and
+the runs to request. Re-requesting is safe: a run key is requested at most once by Dagster.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aivj_assets.data.contract import DATA_SUFFIXES
+from aivj_assets.data.ledger import LEDGER_NAME, Ledger, ledger_lock, now_iso
+from aivj_assets.data.store import Store
+from aivj_assets.settings import Settings
+
+HASH_CHUNK = 1 << 20
+MAX_RUN_CHECKS = 25  # run-status lookups per tick for pending partitions
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def partition_key(rel_path: str, content_hash: str) -> str:
+    """``<safe stem>-<8 hex of the content hash>``: readable, and safe in URLs and backfills."""
+    stem = Path(rel_path).name
+    for suffix in DATA_SUFFIXES:
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+    safe = _UNSAFE.sub("_", stem).strip("._-")[:60] or "file"
+    return f"{safe}-{content_hash[:8]}"
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(HASH_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class Registration:
+    """A partition to add (if missing) and its run to request."""
+
+    partition: str
+    run_key: str
+    path: str
+    content_hash: str
+
+
+@dataclass
+class TickPlan:
+    """What one scan decided."""
+
+    requests: list[Registration]
+    last_seq: int
+    stats: dict = field(default_factory=dict)
+
+
+def candidate_files(settings: Settings) -> Iterator[tuple[str, os.stat_result]]:
+    """(path relative to the data folder, stat) of every data file, nested folders included.
+
+    Hidden files and folders, the elite folder and the ledger are never refined data.
+    """
+    root = settings.data_dir
+    elite = os.path.normcase(os.path.abspath(settings.elite_path))
+    stack = [Path(root)]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue  # a folder removed mid-scan: the next tick sees the new state
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if os.path.normcase(os.path.abspath(entry.path)) != elite:
+                        stack.append(Path(entry.path))
+                    continue
+                if not entry.name.lower().endswith(DATA_SUFFIXES):
+                    continue
+                if entry.name == LEDGER_NAME and folder == Path(root):
+                    continue
+                st = entry.stat()
+            except OSError:
+                continue
+            yield Path(entry.path).relative_to(root).as_posix(), st
+
+
+def _signature(st: os.stat_result) -> tuple[int, int, int]:
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def scan_tick(
+    settings: Settings,
+    committed_seq: int,
+    *,
+    materialized: Callable[[], set[str]] | None = None,
+    run_state: Callable[[str], str | None] | None = None,
+    time_budget_s: float = 20.0,
+) -> TickPlan:
+    """Reconcile pending partitions, take in new settled files, and say what to request.
+
+    ``committed_seq``: the highest ledger sequence whose requests Dagster has taken (the
+    sensor's cursor); later pending entries come from a tick that died and are requested
+    again. ``materialized()`` gives the materialised partitions (default: the store's);
+    ``run_state(run_key)`` says "active", "done", "dead" or None (no such run).
+    """
+    started = time.monotonic()
+    store = Store(settings)
+    ledger = Ledger(settings)
+    with ledger_lock(settings):
+        entries = ledger.load()
+        next_seq = max([committed_seq, *(e["seq"] for e in entries)]) + 1
+        requests: list[Registration] = []
+        changed, next_seq = _reconcile(settings, store, entries, committed_seq, next_seq, requests, materialized, run_state)
+        known: dict[str, set[tuple]] = {}
+        by_sig: dict[tuple, str] = {}
+        by_hash: dict[str, str] = {}
+        for e in entries:
+            sig = (e.get("size"), e.get("mtime_ns"), e.get("inode"))
+            known.setdefault(e["path"], set()).add(sig)
+            if e.get("inode"):
+                by_sig[sig] = e["hash"]
+            if e["status"] != "duplicate" and e.get("hash"):
+                by_hash.setdefault(e["hash"], e["partition"])
+
+        now = time.time()
+        todo, waiting, scanned = [], 0, 0
+        for rel, st in candidate_files(settings):
+            scanned += 1
+            sig = _signature(st)
+            if sig in known.get(rel, ()):
+                continue
+            if now - max(st.st_mtime, st.st_ctime) < settings.settle_seconds:
+                waiting += 1  # still being written (or just moved in): wait until it settles
+                continue
+            todo.append((st.st_mtime_ns, rel, sig))
+        todo.sort()
+
+        hashed_files = hashed_bytes = deferred = 0
+        for _, rel, sig in todo:
+            over = hashed_files >= settings.sensor_max_files_per_tick or (
+                hashed_files and hashed_bytes + sig[0] > settings.sensor_max_bytes_per_tick
+            )
+            if over or time.monotonic() - started > time_budget_s:
+                deferred += 1
+                continue
+            path = settings.data_dir / rel
+            content_hash = by_sig.get(sig) if sig[2] else None  # renamed or hard-linked: same bytes
+            try:
+                if content_hash is None:
+                    content_hash = file_sha256(path)
+                    hashed_files += 1
+                    hashed_bytes += sig[0]
+                if _signature(os.stat(path)) != sig:
+                    waiting += 1  # changed while we read it: not settled after all
+                    continue
+            except OSError:
+                continue  # vanished: nothing to ingest
+            entry = {
+                "seq": next_seq, "hash": content_hash, "path": rel, "size": sig[0], "mtime_ns": sig[1],
+                "inode": sig[2], "rows": None, "attempts": 0, "time": now_iso(),
+            }
+            next_seq += 1
+            if content_hash in by_hash:
+                entry.update(status="duplicate", partition=by_hash[content_hash], run_key=None)
+            else:
+                key = partition_key(rel, content_hash)
+                entry.update(status="pending", partition=key, run_key=key)
+                by_hash[content_hash] = key
+                requests.append(Registration(key, key, rel, content_hash))
+            entries.append(entry)
+            known.setdefault(rel, set()).add(sig)
+            by_sig[sig] = content_hash
+            changed = True
+        if changed:
+            ledger.save(entries)
+        ledger.touch_last_seen()
+    stats = {
+        "scanned": scanned, "hashed_files": hashed_files, "hashed_bytes": hashed_bytes,
+        "waiting": waiting, "deferred": deferred, "requests": len(requests),
+        "seconds": round(time.monotonic() - started, 4),
+    }
+    return TickPlan(requests, max([committed_seq, *(e["seq"] for e in entries)]), stats)
+
+
+def _reconcile(settings, store, entries, committed_seq, next_seq, requests, materialized, run_state):
+    """Settle pending entries: ingested, failed, re-requested, or retried after a dead run."""
+    pending = [e for e in entries if e["status"] == "pending"]
+    if not pending:
+        return False, next_seq
+    done = materialized() if materialized is not None else set(store.partitions())
+    changed, checks = False, 0
+    for e in pending:
+        key = e["partition"]
+        failure = store.failure(key)
+        if failure is not None:
+            e.update(status="failed", reason=failure.get("reason"))
+            changed = True
+        elif key in done and store.partition_path(key).exists():
+            e.update(status="ingested", rows=store.partition_meta(key).get("rows"))
+            changed = True
+        elif e["seq"] > committed_seq:
+            requests.append(Registration(key, e["run_key"], e["path"], e["hash"]))
+        elif run_state is not None and checks < MAX_RUN_CHECKS:
+            checks += 1
+            state = run_state(e["run_key"])
+            if state is None:  # registered but its run was never created: ask again
+                requests.append(Registration(key, e["run_key"], e["path"], e["hash"]))
+            elif state == "dead" and e["attempts"] >= settings.run_retries:
+                e.update(status="failed", reason=f"run for {key} died {e['attempts'] + 1} times")
+                changed = True
+            elif state == "dead":
+                e["attempts"] += 1
+                e.update(run_key=f"{key}.r{e['attempts']}", seq=next_seq)
+                next_seq += 1
+                requests.append(Registration(key, e["run_key"], e["path"], e["hash"]))
+                changed = True
+    return changed, next_seq
