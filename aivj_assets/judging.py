@@ -165,15 +165,13 @@ class Judgement:
                                                           "blocking": g.blocking} for g in self.gates}}
 
 
-def judge(version: str, *, settings: Settings, nonfinite: int, total_weights: int, actual_hash: str,
-          expected_hash: str, candidate: Mapping[str, Any], champion: Mapping[str, Any] | None,
-          history: Sequence[Mapping[str, Any]], previous_val_accuracy: float | None,
-          paired: Mapping[str, Any] | None = None) -> Judgement:
-    """Every gate of one candidate from measured numbers (``candidate``/``champion``: elite_accuracy,
-    val_accuracy, elite_rows, val_rows measured on the same rows)."""
+def judge(version: str, *, settings: Settings, integrity: Sequence[Gate], candidate: Mapping[str, Any],
+          champion: Mapping[str, Any] | None, history: Sequence[Mapping[str, Any]],
+          previous_val_accuracy: float | None, paired: Mapping[str, Any] | None = None) -> Judgement:
+    """Every gate of one candidate: the ``integrity`` gates (finite weights, hash) plus those from measured
+    numbers (``candidate``/``champion``: elite_accuracy, val_accuracy, elite_rows, val_rows on the same rows)."""
     gates = [
-        gate_weights_finite(nonfinite, total_weights),
-        gate_weights_hash(actual_hash, expected_hash),
+        *integrity,
         gate_elite_accuracy(float(candidate["elite_accuracy"]), settings.elite_min_accuracy,
                             int(candidate.get("elite_rows", 0))),
         gate_val_accuracy(float(candidate["val_accuracy"]), settings.val_min_accuracy,

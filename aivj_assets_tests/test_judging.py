@@ -8,6 +8,8 @@ import pytest
 from aivj_assets.judging import (
     gate_beats_champion,
     gate_elite_accuracy,
+    gate_weights_finite,
+    gate_weights_hash,
     judge,
     mcnemar_exact,
     warn_loss_oscillation,
@@ -61,11 +63,11 @@ def test_absolute_bounds_and_warnings() -> None:
 
 def test_judge_collects_blocking_reasons_and_ignores_warnings_for_promotion() -> None:
     settings = load_settings(env={})
-    ok = judge("v1", settings=settings, nonfinite=0, total_weights=10, actual_hash="ab", expected_hash="ab",
+    ok = judge("v1", settings=settings, integrity=[gate_weights_finite(0, 10), gate_weights_hash("ab", "ab")],
                candidate={"elite_accuracy": 0.97, "val_accuracy": 0.93}, champion=None,
                history=[{"train_loss": 1.0}, {"train_loss": 0.2}], previous_val_accuracy=None)
     assert ok.passed and ok.reasons == [] and ok.warnings and "loss_oscillation" in ok.warnings[0]
-    bad = judge("v2", settings=settings, nonfinite=3, total_weights=10, actual_hash="ab", expected_hash="cd",
+    bad = judge("v2", settings=settings, integrity=[gate_weights_finite(3, 10), gate_weights_hash("ab", "cd")],
                 candidate={"elite_accuracy": 0.5, "val_accuracy": 0.5},
                 champion={"elite_accuracy": 0.96, "val_accuracy": 0.92}, history=[], previous_val_accuracy=0.92)
     names = [r.split(":")[0] for r in bad.reasons]

@@ -1,0 +1,191 @@
+"""Judge a candidate against the champion on the same rows, record the verdict, move the champion.
+
+No Dagster here: ``checks.py`` calls :func:`judge_candidate` and :func:`record_verdict`,
+``promoted_model`` calls :func:`promote_best`. A rejection is a normal outcome: the version
+is marked ``rejected`` with its reasons, the owner is told, the champion stays.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import torch
+
+from aivj_assets.judging import Gate, Judgement, gate_weights_finite, gate_weights_hash, judge, mcnemar_exact
+from aivj_assets.registry import Registry, atomic_write_json, file_sha256
+from aivj_assets.resources.notifier import notify
+from aivj_assets.settings import Settings
+from aivj_assets.stages import corpus_split, elite_split
+from aivj_assets.training.dataset import PairTensors
+from aivj_assets.training.metrics import evaluate, predict
+from aivj_assets.training.model import build_model, load_state_dict
+
+
+@dataclass
+class Verdict:
+    """A candidate's judgement plus the numbers behind it."""
+
+    judgement: Judgement
+    champion: str | None  # the champion it was judged against
+    candidate_metrics: dict[str, Any]
+    champion_metrics: dict[str, Any] | None
+    paired: dict[str, Any] | None
+
+
+def _measure(settings: Settings, weights: dict[str, torch.Tensor], dims: tuple[int, int],
+             judge_part: PairTensors, val: PairTensors) -> tuple[dict[str, Any], np.ndarray]:
+    model = build_model(settings, *dims)
+    model.load_state_dict(weights)
+    e = evaluate(model, judge_part)
+    v = evaluate(model, val)
+    correct = predict(model, judge_part) == (judge_part.label.numpy() > 0.5) if len(judge_part) else np.zeros(0, bool)
+    metrics = {"elite_accuracy": e["accuracy"], "elite_rows": e["n"], "val_accuracy": v["accuracy"],
+               "val_rows": v["n"], "f1": v["f1"], "val_loss": v["loss"], "precision": v["precision"],
+               "recall": v["recall"]}
+    return metrics, correct
+
+
+def _previous_val_accuracy(registry: Registry, version: str) -> float | None:
+    """Validation accuracy (as measured when judged) of the newest judged version before this one."""
+    before = []
+    for entry in registry.entries():
+        if entry["version"] == version:
+            break
+        before.append(entry)
+    for entry in reversed(before):
+        measured = entry.get("measured") or {}
+        if measured.get("val_accuracy") is not None:
+            return float(measured["val_accuracy"])
+    return None
+
+
+def _integrity(registry: Registry, version: str) -> tuple[list[Gate], dict[str, torch.Tensor]]:
+    entry = registry.get(version)
+    path = registry.weights_path(version)
+    weights = load_state_dict(path)
+    floats = [t for t in weights.values() if t.is_floating_point()]
+    nonfinite = int(sum(int((~torch.isfinite(t)).sum()) for t in floats))
+    total = int(sum(t.numel() for t in floats))
+    gates = [gate_weights_finite(nonfinite, total), gate_weights_hash(file_sha256(path), entry["model_hash"])]
+    return gates, weights
+
+
+def weight_integrity(registry: Registry, version: str) -> list[Gate]:
+    """The two integrity gates (finite weights, file matches the registry's hash) of ``version``."""
+    return _integrity(registry, version)[0]
+
+
+def judge_candidate(settings: Settings, registry: Registry, version: str) -> Verdict:
+    """Measure ``version`` and the champion on the held-out elite judging part and every validation row."""
+    integrity, weights = _integrity(registry, version)
+    meta = registry.meta(version)
+    dims = (int(meta["dims"]["audio_dim"]), int(meta["dims"]["preset_dim"]))
+    _, judge_part = elite_split(settings)
+    _, val = corpus_split(settings)
+    cand, cand_correct = _measure(settings, weights, dims, judge_part, val)
+    champ_entry = registry.champion()
+    champ = paired = None
+    if champ_entry is not None and champ_entry["version"] != version:
+        champ_weights = load_state_dict(registry.weights_path(champ_entry["version"]))
+        champ, champ_correct = _measure(settings, champ_weights, dims, judge_part, val)
+        paired = mcnemar_exact(cand_correct, champ_correct)
+    judgement = judge(version, settings=settings, integrity=integrity, candidate=cand, champion=champ,
+                      history=meta.get("history") or [], previous_val_accuracy=_previous_val_accuracy(registry, version),
+                      paired=paired)
+    return Verdict(judgement, champ_entry["version"] if champ_entry else None, cand, champ, paired)
+
+
+def write_report(settings: Settings, registry: Registry, version: str, decision: str) -> dict[str, Any]:
+    """Write ``training_report.json`` (atomically) for a judged candidate; returns it."""
+    entry = registry.get(version)
+    meta = registry.meta(version)
+    measured = entry.get("measured") or {}
+    report = {
+        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "version": version, "stage": entry.get("stage"), "decision": decision,
+        "reasons": entry.get("reasons") or [], "champion": registry.load().get("champion"),
+        "judged_against": entry.get("judged_against"),
+        "model_performance": {
+            "cv_accuracy": measured.get("val_accuracy"), "f1_score": measured.get("f1"),
+            "elite_accuracy": measured.get("elite_accuracy"), "val_loss": measured.get("val_loss"),
+            "precision": measured.get("precision"), "recall": measured.get("recall"),
+            "val_rows": measured.get("val_rows"), "elite_rows": measured.get("elite_rows"),
+        },
+        "champion_performance": entry.get("champion_measured"),
+        "mcnemar": entry.get("paired"),
+        "gates": (entry.get("judgement") or {}).get("gates"),
+        "warnings": entry.get("warnings") or [],
+        "training": {"metrics": meta.get("metrics"), "history": meta.get("history"), "rows": meta.get("rows"),
+                     "parent": meta.get("parent"), "data_hash": meta.get("data_hash")},
+    }
+    atomic_write_json(settings.report_path, _plain(report))
+    return report
+
+
+def _plain(obj: Any) -> Any:
+    """JSON-safe: NaN/Inf become None (strict JSON readers reject them)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def record_verdict(settings: Settings, registry: Registry, verdict: Verdict, *, run_id: str) -> None:
+    """Store the verdict in the registry; a failed candidate is rejected, reported and notified."""
+    j = verdict.judgement
+    registry.update(j.version, judgement=_plain(j.as_dict()), measured=_plain(verdict.candidate_metrics),
+                    champion_measured=_plain(verdict.champion_metrics), paired=verdict.paired,
+                    judged_against=verdict.champion, judged_in_run=run_id, warnings=j.warnings)
+    if j.warnings:
+        notify(settings, "degradation", f"model {j.version}: " + "; ".join(j.warnings),
+               {"version": j.version, "run_id": run_id})
+    if j.passed:
+        return
+    registry.reject(j.version, j.reasons, by=f"gates (run {run_id})" if run_id else "gates")
+    write_report(settings, registry, j.version, "rejected")
+    champion = verdict.champion or "none"
+    notify(settings, "gate_rejected", f"model {j.version} rejected, champion {champion} kept: " + "; ".join(j.reasons),
+           {"version": j.version, "champion": champion, "run_id": run_id, "reasons": j.reasons})
+    apply_retention(settings, registry)
+
+
+def apply_retention(settings: Settings, registry: Registry) -> list[str]:
+    """Prune old versions per the settings; the low-disk rule applies under ``disk_min_free_gb``."""
+    low_disk = shutil.disk_usage(registry.root).free < settings.disk_min_free_gb * 1e9
+    return registry.apply_retention(keep=settings.keep_versions, keep_low_disk=settings.keep_versions_low_disk,
+                                    low_disk=low_disk)
+
+
+def promote_best(settings: Settings, registry: Registry, versions: list[str], *, run_id: str) -> dict[str, Any]:
+    """Promote the best of this run's judged, passing candidates; the rest stay as they are.
+
+    Returns ``{"promoted": version | None, "champion": version | None, "pruned": [...]}``.
+    """
+    passing = [registry.get(v) for v in versions]
+    passing = [e for e in passing if e["status"] == "candidate" and (e.get("judgement") or {}).get("passed")]
+    promoted = None
+    if passing:
+        best = max(passing, key=lambda e: (e["measured"]["elite_accuracy"], e["measured"]["val_accuracy"]))
+        promoted = best["version"]
+        registry.promote(promoted, by=f"run {run_id}" if run_id else "promotion",
+                         reason="passed every blocking gate", expected_champion=best.get("judged_against"))
+        for other in passing:
+            if other["version"] != promoted:
+                registry.reject(other["version"], [f"{promoted} from the same run was promoted instead"],
+                                by=f"run {run_id}")
+        write_report(settings, registry, promoted, "promoted")
+        m = best["measured"]
+        notify(settings, "promoted",
+               f"model {promoted} is the new champion (elite {m['elite_accuracy']:.4f}, val {m['val_accuracy']:.4f})",
+               {"version": promoted, "previous": best.get("judged_against"), "run_id": run_id})
+    pruned = apply_retention(settings, registry)
+    champion = registry.champion()
+    return {"promoted": promoted, "champion": champion["version"] if champion else None, "pruned": pruned}

@@ -1,0 +1,205 @@
+"""The three training stages and the judging of a candidate, as plain functions (no Dagster).
+
+Each stage reads its rows from the store, trains from its parent version's weights and
+registers the result as a ``candidate`` version; ``judge_candidate`` measures a candidate
+and the champion on the same held-out rows; ``promote_best`` moves the champion. The model
+assets in ``assets/models.py`` only wire these to Dagster.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from aivj_assets.data.split import validation_mask
+from aivj_assets.data.store import Store
+from aivj_assets.registry import Registry
+from aivj_assets.settings import Settings
+from aivj_assets.training.dataset import PairTensors, elite_parts, tensors_from_table
+from aivj_assets.training.loop import TrainConfig, train
+from aivj_assets.training.model import build_model, load_state_dict
+
+STAGE_EPOCHS = {"warmup": "warmup_epochs", "full": "full_epochs", "incremental": "incremental_epochs"}
+
+
+class NothingToTrain(RuntimeError):
+    """The stage has no rows to learn from (e.g. no partition arrived since the champion)."""
+
+
+@dataclass
+class StageResult:
+    """What one stage did: ``version`` is set only when it finished and registered a candidate."""
+
+    stage: str
+    status: str  # finished | reused | paused | stopped
+    version: str | None
+    parent: str | None
+    identity: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    samples: int = 0
+    seconds: float = 0.0
+    rows: dict[str, int] = field(default_factory=dict)
+    checkpoint: str | None = None
+    resumed_from: str | None = None
+
+
+# --- data ---------------------------------------------------------------------------------
+def _split_table(settings: Settings, table: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """(train, val) rows of a store table by content hash, before any tensor conversion."""
+    if table.num_rows == 0:
+        return table, table
+    val = validation_mask(table.column("row_hash").to_numpy(zero_copy_only=False), settings.val_fraction)
+    return table.filter(pa.array(~val)), table.filter(pa.array(val))
+
+
+def corpus_split(settings: Settings, keys: list[str] | None = None) -> tuple[PairTensors, PairTensors]:
+    """(train, val) tensors of the stored partitions ``keys`` (all when None)."""
+    train_t, val_t = _split_table(settings, Store(settings).read_partitions(keys))
+    return tensors_from_table(train_t, "store"), tensors_from_table(val_t, "store")
+
+
+def elite_split(settings: Settings) -> tuple[PairTensors, PairTensors]:
+    """(warm-up, judge) parts of the stored elite set."""
+    return elite_parts(Store(settings).elite_table(), str(Store(settings).elite_path()))
+
+
+def replay_sample(settings: Settings, old: pa.Table, n_new: int, ratio: float, seed_text: str) -> pa.Table:
+    """A seeded sample of ``ratio`` old training rows per new one (all of them if fewer)."""
+    want = min(old.num_rows, int(round(ratio * n_new)))
+    seed = int.from_bytes(hashlib.sha256(f"{settings.seed}|{seed_text}".encode()).digest()[:8], "big")
+    index = np.sort(np.random.default_rng(seed).choice(old.num_rows, size=want, replace=False))
+    return old.take(pa.array(index, type=pa.int64()))
+
+
+def _training_key(settings: Settings, epochs: int) -> str:
+    """What about the settings makes two trainings different (so they do not share checkpoints)."""
+    keys = ("learning_rate", "batch_size", "weight_decay", "seed", "hidden_dim", "embed_dim", "model_factory",
+            "val_fraction", "replay_ratio")
+    blob = json.dumps({k: getattr(settings, k) for k in keys} | {"epochs": epochs}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+# --- training -----------------------------------------------------------------------------
+def _train_stage(settings: Settings, registry: Registry, *, stage: str, parent: str | None, identity: str,
+                 data: PairTensors, val: PairTensors, elite: PairTensors, partitions: list[str], data_hash: str,
+                 control: Callable[[dict], str] | None, log: Callable[[str], None], run_id: str, cmd_line: str,
+                 extra_meta: dict[str, Any] | None = None) -> StageResult:
+    epochs = int(getattr(settings, STAGE_EPOCHS[stage]))
+    model = build_model(settings, data.audio_dim, data.preset_dim)
+    if parent:
+        model.load_state_dict(load_state_dict(registry.weights_path(parent)))
+    config = TrainConfig.from_settings(settings, epochs=epochs, identity=identity,
+                                       checkpoint_dir=settings.checkpoints_dir / stage, manifest_hash=data_hash)
+    result = train(model, data, val=val, elite=elite, config=config, control=control, log=log)
+    rows = {"train": len(data), "val": len(val), "elite_judge": len(elite)}
+    out = StageResult(stage=stage, status=result.status, version=None, parent=parent, identity=identity,
+                      history=result.history, events=result.events, samples=result.samples,
+                      seconds=result.seconds, rows=rows, checkpoint=result.checkpoint,
+                      resumed_from=result.resumed_from)
+    if result.status != "finished":
+        return out
+    m = result.metrics
+    out.metrics = {"val_accuracy": m.get("val_accuracy"), "elite_accuracy": m.get("elite_accuracy"),
+                   "f1": m.get("val_f1"), "val_loss": m.get("val_loss"), "precision": m.get("val_precision"),
+                   "recall": m.get("val_recall"), "best_epoch": m.get("epoch"), "samples_trained": result.samples,
+                   "duration_seconds": result.seconds}
+    out.version = registry.register(result.state_dict, {
+        "stage": stage, "parent": parent, "identity": identity, "data_hash": data_hash,
+        "data_partitions": partitions, "metrics": out.metrics, "history": result.history,
+        "events": result.events, "rows": rows, "train_config": m.get("config"),
+        "settings": settings.public_dict(), "run_id": run_id, "cmd_line": cmd_line,
+        "dims": {"audio_dim": data.audio_dim, "preset_dim": data.preset_dim}, **(extra_meta or {}),
+    })
+    return out
+
+
+def _reused(registry: Registry, stage: str, version: str) -> StageResult:
+    meta = registry.meta(version)
+    return StageResult(stage=stage, status="reused", version=version, parent=meta.get("parent"),
+                       identity=meta.get("identity", ""), metrics=meta.get("metrics", {}),
+                       history=meta.get("history", []), events=meta.get("events", []), rows=meta.get("rows", {}))
+
+
+def train_warmup(settings: Settings, registry: Registry, *, control=None, log=print, run_id: str = "",
+                 cmd_line: str = "") -> StageResult:
+    """Fine-tune the champion (or fresh weights) on the elite warm-up part.
+
+    The same champion, elite rows and settings give the same warm-up: an existing version
+    with that identity is reused, so a full training resumed the next night keeps its parent.
+    """
+    champion = registry.champion()
+    parent = champion["version"] if champion else None
+    warm, judge_part = elite_split(settings)
+    if len(warm) == 0:
+        raise NothingToTrain(f"{Store(settings).elite_path()}: no elite warm-up rows")
+    elite_hash = hashlib.sha256(np.sort(warm.row_ids()).tobytes()).hexdigest()[:16]
+    identity = f"warmup|from={parent}|elite={elite_hash}|{_training_key(settings, settings.warmup_epochs)}"
+    found = registry.find(identity=identity, stage="warmup")
+    if found:
+        log(f"warm-up {identity} already done: reusing {found}")
+        return _reused(registry, "warmup", found)
+    keys = Store(settings).partitions()
+    _, val = corpus_split(settings, keys)
+    return _train_stage(settings, registry, stage="warmup", parent=parent, identity=identity, data=warm, val=val,
+                        elite=judge_part, partitions=[], data_hash=f"elite:{elite_hash}", control=control,
+                        log=log, run_id=run_id, cmd_line=cmd_line)
+
+
+def train_full(settings: Settings, registry: Registry, warm_version: str, *, control=None, log=print,
+               run_id: str = "", cmd_line: str = "") -> StageResult:
+    """Train from the warmed model on every stored partition."""
+    store = Store(settings)
+    keys = store.partitions()
+    if not keys:
+        raise NothingToTrain(f"{store.raw_dir}: no partitions ingested yet")
+    data_hash = store.manifest_hash(keys)
+    train_rows, val = corpus_split(settings, keys)
+    _, judge_part = elite_split(settings)
+    identity = f"full|from={warm_version}|data={data_hash[:16]}|{_training_key(settings, settings.full_epochs)}"
+    return _train_stage(settings, registry, stage="full", parent=warm_version, identity=identity, data=train_rows,
+                        val=val, elite=judge_part, partitions=keys, data_hash=data_hash, control=control, log=log,
+                        run_id=run_id, cmd_line=cmd_line)
+
+
+def new_partitions(settings: Settings, registry: Registry) -> tuple[dict[str, Any], list[str], list[str]]:
+    """(champion entry, partitions that arrived since its data manifest, the ones it saw)."""
+    champion = registry.champion()
+    if champion is None:
+        raise NothingToTrain("no champion yet: run full_training first")
+    seen = set(registry.meta(champion["version"]).get("data_partitions") or [])
+    keys = Store(settings).partitions()
+    return champion, [k for k in keys if k not in seen], [k for k in keys if k in seen]
+
+
+def train_incremental(settings: Settings, registry: Registry, *, control=None, log=print, run_id: str = "",
+                      cmd_line: str = "") -> StageResult:
+    """Train from the champion on the new partitions plus a seeded replay sample of older rows."""
+    store = Store(settings)
+    champion, new_keys, old_keys = new_partitions(settings, registry)
+    if not new_keys:
+        raise NothingToTrain(f"no partition arrived since champion {champion['version']}")
+    keys = sorted(new_keys + old_keys)
+    data_hash = store.manifest_hash(keys)
+    new_train, new_val = _split_table(settings, store.read_partitions(new_keys))
+    old_train, old_val = _split_table(settings, store.read_partitions(old_keys))
+    replay = replay_sample(settings, old_train, new_train.num_rows, settings.replay_ratio, data_hash)
+    data = tensors_from_table(pa.concat_tables([new_train, replay]), "store")
+    # Judged on every validation row, old ones included: forgetting shows as a lower score.
+    val = tensors_from_table(pa.concat_tables([new_val, old_val]), "store")
+    _, judge_part = elite_split(settings)
+    key = _training_key(settings, settings.incremental_epochs)
+    identity = f"incremental|from={champion['version']}|data={data_hash[:16]}|{key}"
+    log(f"incremental: {new_train.num_rows} new rows from {len(new_keys)} partitions + {replay.num_rows} replayed")
+    return _train_stage(settings, registry, stage="incremental", parent=champion["version"], identity=identity,
+                        data=data, val=val, elite=judge_part, partitions=keys, data_hash=data_hash,
+                        control=control, log=log, run_id=run_id, cmd_line=cmd_line,
+                        extra_meta={"new_partitions": new_keys, "replay_rows": replay.num_rows,
+                                    "new_rows": new_train.num_rows})
