@@ -81,6 +81,7 @@ class PairTensors:
     def fingerprint(self) -> str:
         """A hash of the rows in their order: equal fingerprints mean the same epoch data."""
         h = hashlib.sha256(self.row_ids().tobytes())
+        h.update(self.label.detach().cpu().numpy().tobytes())
         h.update(self.weight.detach().cpu().numpy().tobytes())
         return h.hexdigest()[:16]
 
