@@ -1,0 +1,94 @@
+"""data_files_sensor on a real instance: partitions and run keys, crashed ticks, dead runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import dagster as dg
+from dagster._core.events import EngineEventData
+
+from aivj_assets.assets.raw_pairs import data_files, raw_pairs
+from aivj_assets.data.ledger import Ledger
+from aivj_assets.sensors import SENSORS, data_files_sensor, run_state
+from aivj_assets_tests.data.helpers import rows, write_jsonl
+
+
+def _tick(instance, cursor=None):
+    result = data_files_sensor(dg.build_sensor_context(instance=instance, cursor=cursor))
+    for request in result.dynamic_partitions_requests or []:
+        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    return result
+
+
+@dg.asset
+def _placeholder() -> None:
+    """Stands in for a run that carries a raw_pairs run key."""
+
+
+def _run_with_key(instance, run_key):
+    job = dg.define_asset_job("placeholder_job", selection=[_placeholder]).resolve(
+        asset_graph=dg.Definitions(assets=[_placeholder]).resolve_asset_graph())
+    return instance.create_run_for_job(job_def=job, tags={"dagster/run_key": run_key})
+
+
+def test_sensor_registers_partitions_with_idempotent_run_keys(aivj_env, dagster_instance):
+    assert data_files_sensor in SENSORS
+    assert data_files_sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    write_jsonl(aivj_env.data_dir / "a.jsonl", rows(5, seed=1))
+    write_jsonl(aivj_env.data_dir / "sub" / "b.jsonl", rows(5, seed=2))
+    result = _tick(dagster_instance)
+    keys = sorted(dagster_instance.get_dynamic_partitions(data_files.name))
+    assert len(keys) == 2 and sorted(r.partition_key for r in result.run_requests) == keys
+    assert all(r.run_key == r.partition_key for r in result.run_requests)
+    # The tick "died" before Dagster stored its cursor: the same run keys are asked again.
+    again = _tick(dagster_instance, cursor=None)
+    assert sorted(r.run_key for r in again.run_requests) == keys
+    # Dagster creates the runs before it stores the cursor; from then on nothing is asked
+    # again while those runs live, and nothing was registered twice.
+    for key in keys:
+        _run_with_key(dagster_instance, key)
+    after = _tick(dagster_instance, cursor=result.cursor)
+    assert not after.run_requests and sorted(dagster_instance.get_dynamic_partitions(data_files.name)) == keys
+    assert len(Ledger(aivj_env).load()) == 2
+
+
+def test_materialised_partitions_are_recorded_as_ingested(aivj_env, dagster_instance):
+    write_jsonl(aivj_env.data_dir / "a.jsonl", rows(5))
+    result = _tick(dagster_instance)
+    key = result.run_requests[0].partition_key
+    assert dg.materialize([raw_pairs], instance=dagster_instance, partition_key=key).success
+    _tick(dagster_instance, cursor=result.cursor)
+    [entry] = Ledger(aivj_env).load()
+    assert (entry["status"], entry["rows"], entry["partition"]) == ("ingested", 5, key)
+    assert json.loads(result.cursor)["seq"] == entry["seq"]
+
+
+def test_a_dead_run_is_requested_again_under_a_new_run_key(aivj_env, dagster_instance):
+    write_jsonl(aivj_env.data_dir / "a.jsonl", rows(5))
+    first = _tick(dagster_instance)
+    key = first.run_requests[0].partition_key
+    run = _run_with_key(dagster_instance, key)
+    dagster_instance.report_run_failed(run)  # e.g. failed by run monitoring after its worker died
+    retry = _tick(dagster_instance, cursor=first.cursor)
+    assert [(r.partition_key, r.run_key) for r in retry.run_requests] == [(key, f"{key}.r1")]
+    assert dagster_instance.get_dynamic_partitions(data_files.name) == [key]
+
+
+def test_a_started_run_whose_worker_is_gone_counts_as_dead(aivj_env, dagster_instance):
+    run = _run_with_key(dagster_instance, "k-1")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    dagster_instance.report_engine_event("Started process for run", run, EngineEventData.in_process(dead.pid))
+    dagster_instance.report_dagster_event(dg.DagsterEvent(dg.DagsterEventType.RUN_START.value, job_name=run.job_name),
+                                          run_id=run.run_id)
+    assert dagster_instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.STARTED
+    assert run_state(dagster_instance, "k-1") == "dead"
+    assert dagster_instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
+    alive = _run_with_key(dagster_instance, "k-2")
+    dagster_instance.report_engine_event("Started process for run", alive, EngineEventData.in_process(os.getpid()))
+    dagster_instance.report_dagster_event(dg.DagsterEvent(dg.DagsterEventType.RUN_START.value, job_name=alive.job_name),
+                                          run_id=alive.run_id)
+    assert run_state(dagster_instance, "k-2") == "active"
