@@ -113,7 +113,9 @@ def run_failure_alert(context: dg.RunFailureSensorContext) -> None:
     errors = []
     for event in context.get_step_failure_events():
         error = event.step_failure_data.error
-        errors.append(f"{event.step_key}: {error.cls_name}: {error.message.strip()}" if error else event.message)
+        while error is not None and error.cause is not None:  # the user's own exception, not Dagster's wrapper
+            error = error.cause
+        errors.append(f"{event.step_key}: {error.message.strip()}" if error else str(event.message))
     summary = "; ".join(errors) or (context.failure_event.message or "run failed")
     retries = int(run.tags.get(RETRY_NUMBER_TAG, "0"))
     logs = _logs_location(context.instance, run.run_id)

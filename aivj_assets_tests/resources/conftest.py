@@ -7,10 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from aivj_assets_tests.resources.loopback import BotApi, SmtpSink
+from aivj_assets_tests.resources.loopback import TOKEN, BotApi, SmtpSink, telegram_env
 
-TOKEN = "123456:SECRET-token-abcdef"
-OWNER = 4242  # the owner's user id; in a private chat it is also the chat id
 SMTP_PASSWORD = "hunter2-smtp-pass"
 
 
@@ -37,10 +35,4 @@ def smtp_sink(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpS
 @pytest.fixture
 def tg_settings(aivj_env, bot_api: BotApi, monkeypatch: pytest.MonkeyPatch):
     """Environment and Settings with Telegram aimed at the loopback Bot API, no message spacing."""
-    from aivj_assets.settings import load_settings
-
-    monkeypatch.setenv("TELEGRAM_TOKEN", TOKEN)
-    monkeypatch.setenv("TELEGRAM_CHAT_ID", str(OWNER))
-    monkeypatch.setenv("AIVJ_TELEGRAM_API", bot_api.url)
-    monkeypatch.setenv("AIVJ_NOTIFY_MIN_INTERVAL_SECONDS", "0")
-    return load_settings()
+    return telegram_env(monkeypatch, bot_api)

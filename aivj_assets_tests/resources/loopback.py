@@ -91,6 +91,21 @@ class BotApi:
         self.server.server_close()
 
 
+TOKEN = "123456:SECRET-token-abcdef"
+OWNER = 4242  # the owner's user id; in a private chat it is also the chat id
+
+
+def telegram_env(monkeypatch: Any, api: BotApi) -> Any:
+    """Point the environment's Telegram settings at ``api``; returns the loaded Settings."""
+    from aivj_assets.settings import load_settings
+
+    monkeypatch.setenv("TELEGRAM_TOKEN", api.token)
+    monkeypatch.setenv("TELEGRAM_CHAT_ID", str(OWNER))
+    monkeypatch.setenv("AIVJ_TELEGRAM_API", api.url)
+    monkeypatch.setenv("AIVJ_NOTIFY_MIN_INTERVAL_SECONDS", "0")
+    return load_settings()
+
+
 class SmtpSink:
     """aiosmtpd on 127.0.0.1 with STARTTLS (a self-signed certificate) and a login check."""
 

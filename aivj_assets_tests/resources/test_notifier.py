@@ -9,8 +9,8 @@ import pytest
 from aivj_assets.resources import notifier
 from aivj_assets.resources.notifier import notify
 from aivj_assets.settings import Secret
-from aivj_assets_tests.resources.conftest import OWNER, SMTP_PASSWORD, TOKEN
-from aivj_assets_tests.resources.loopback import BotApi, SmtpSink, free_port
+from aivj_assets_tests.resources.conftest import SMTP_PASSWORD
+from aivj_assets_tests.resources.loopback import OWNER, TOKEN, BotApi, SmtpSink, free_port
 
 
 def test_alert_arrives_in_the_owners_chat(tg_settings, bot_api: BotApi) -> None:
