@@ -20,6 +20,8 @@ from aivj_assets.ops_sensors import OPS_SENSORS
 from aivj_assets.settings import load_settings
 
 RUN_KEY_TAG = "dagster/run_key"
+WILL_RETRY_TAG = "dagster/will_retry"
+AUTO_RETRY_TAG = "dagster/auto_retry_run_id"
 _ACTIVE = {dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
            dg.DagsterRunStatus.CANCELING}
 _DEAD = {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
@@ -37,14 +39,16 @@ def run_state(instance: dg.DagsterInstance, run_key: str) -> str | None:
     if not runs:
         return None
     run = runs[0]
+    if run.status == dg.DagsterRunStatus.STARTED and not _worker_alive(instance, run):
+        # The worker died with its daemon (kill -9): no launcher will ever finish this run.
+        instance.report_run_failed(run, message="aivj: the run's worker process is gone")
+        run = instance.get_run_by_id(run.run_id) or run
     if run.status in _DEAD:
+        if run.tags.get(WILL_RETRY_TAG) == "true" and AUTO_RETRY_TAG not in run.tags:
+            return "active"  # Dagster's own run retry comes next, under the same run key
         return "dead"
     if run.status == dg.DagsterRunStatus.SUCCESS:
         return "done"
-    if run.status == dg.DagsterRunStatus.STARTED and not _worker_alive(instance, run):
-        # The worker died with its daemon (kill -9): no launcher will ever finish this run.
-        instance.report_run_failed(run, message="aivj: the run's worker process is gone; requesting again")
-        return "dead"
     return "active"
 
 

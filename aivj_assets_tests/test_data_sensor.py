@@ -28,10 +28,10 @@ def _placeholder() -> None:
     """Stands in for a run that carries a raw_pairs run key."""
 
 
-def _run_with_key(instance, run_key):
+def _run_with_key(instance, run_key, **tags):
     job = dg.define_asset_job("placeholder_job", selection=[_placeholder]).resolve(
         asset_graph=dg.Definitions(assets=[_placeholder]).resolve_asset_graph())
-    return instance.create_run_for_job(job_def=job, tags={"dagster/run_key": run_key})
+    return instance.create_run_for_job(job_def=job, tags={"dagster/run_key": run_key, **tags})
 
 
 def test_sensor_registers_partitions_with_idempotent_run_keys(aivj_env, dagster_instance):
@@ -70,15 +70,16 @@ def test_a_dead_run_is_requested_again_under_a_new_run_key(aivj_env, dagster_ins
     write_jsonl(aivj_env.data_dir / "a.jsonl", rows(5))
     first = _tick(dagster_instance)
     key = first.run_requests[0].partition_key
-    run = _run_with_key(dagster_instance, key)
-    dagster_instance.report_run_failed(run)  # e.g. failed by run monitoring after its worker died
+    # A run that died and that Dagster's own run retries will not take again (retries spent).
+    run = _run_with_key(dagster_instance, key, **{"dagster/max_retries": "0"})
+    dagster_instance.report_run_failed(run)
     retry = _tick(dagster_instance, cursor=first.cursor)
     assert [(r.partition_key, r.run_key) for r in retry.run_requests] == [(key, f"{key}.r1")]
     assert dagster_instance.get_dynamic_partitions(data_files.name) == [key]
 
 
 def test_a_started_run_whose_worker_is_gone_counts_as_dead(aivj_env, dagster_instance):
-    run = _run_with_key(dagster_instance, "k-1")
+    run = _run_with_key(dagster_instance, "k-1", **{"dagster/max_retries": "0"})
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     dagster_instance.report_engine_event("Started process for run", run, EngineEventData.in_process(dead.pid))
@@ -92,3 +93,8 @@ def test_a_started_run_whose_worker_is_gone_counts_as_dead(aivj_env, dagster_ins
     dagster_instance.report_dagster_event(dg.DagsterEvent(dg.DagsterEventType.RUN_START.value, job_name=alive.job_name),
                                           run_id=alive.run_id)
     assert run_state(dagster_instance, "k-2") == "active"
+    # While Dagster's run retries will take a failed run again, the sensor leaves it to them.
+    retried = _run_with_key(dagster_instance, "k-3")
+    dagster_instance.report_run_failed(retried)
+    assert dagster_instance.get_run_by_id(retried.run_id).tags.get("dagster/will_retry") == "true"
+    assert run_state(dagster_instance, "k-3") == "active"
