@@ -1,0 +1,136 @@
+"""nightly_training: the plan (full / incremental / skip with a reason) and the runs it requests."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+import pytest
+import torch
+
+from aivj_assets.data.contract import PAIR_SCHEMA
+from aivj_assets.data.store import Store
+from aivj_assets.registry import Registry
+from aivj_assets.resources.control import PauseFlag
+from aivj_assets.schedules import (
+    DEADLINE_TAG,
+    TrainingFacts,
+    build_nightly_schedule,
+    new_partitions,
+    plan_nightly,
+    read_facts,
+)
+
+NOW = datetime(2026, 3, 10, 2, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+
+
+def _facts(**kw) -> TrainingFacts:
+    base = dict(paused_by=None, stored=["a", "b"], champion="v1", champion_partitions=["a", "b"],
+                last_full_at=NOW - timedelta(days=1), last_improvement=0.02)
+    return TrainingFacts(**{**base, **kw})
+
+
+def _plan(**kw):
+    return plan_nightly(_facts(**kw), NOW, full_every_days=7, min_improvement=0.005)
+
+
+def test_new_partitions_are_the_ones_the_champion_never_saw() -> None:
+    assert new_partitions({"c", "a", "b"}, ["a"]) == ["b", "c"]
+    assert new_partitions(["a"], ["a", "gone"]) == []
+
+
+@pytest.mark.parametrize(("facts", "job", "reason"), [
+    ({"champion": None, "champion_partitions": []}, "full_training", "no champion yet"),
+    ({"last_full_at": NOW - timedelta(days=7)}, "full_training", "last full training 7 days ago (every 7 days)"),
+    ({"last_full_at": None}, "full_training", "champion v1 has no full training behind it"),
+    ({"stored": ["a", "b", "c", "d", "e", "f"]}, "incremental_training", "4 new partitions since v1: c, d, e, ..."),
+    ({"last_improvement": 0.004}, None, "nothing new since v1 and the last improvement was +0.40% (< 0.5%)"),
+    ({"last_improvement": -0.01}, None, "nothing new since v1 and the last improvement was -1.00% (< 0.5%)"),
+    ({"last_improvement": 0.006}, "full_training", "no new data, but the last training improved by +0.60%: train again"),
+    ({"paused_by": "telegram:owner", "champion": None}, None,
+     "training is paused (by telegram:owner); /resume or `aivj resume` to go on"),
+    ({"stored": [], "champion": None}, None, "no data ingested yet"),
+])
+def test_plan(facts, job, reason) -> None:
+    plan = _plan(**facts)
+    assert (plan.job, plan.reason) == (job, reason)
+
+
+def _store_partition(settings, key: str) -> None:
+    Store(settings).write_partition(key, PAIR_SCHEMA.empty_table(), {"content_hash": key})
+
+
+def _version(registry: Registry, stage: str, partitions: list[str], elite: float) -> str:
+    weights = {"w": torch.tensor([elite])}
+    return registry.register(weights, {"stage": stage, "data_partitions": partitions,
+                                       "metrics": {"elite_accuracy": elite, "val_accuracy": elite}})
+
+
+def test_facts_from_the_registry_and_store(aivj_env) -> None:
+    for key in ("p1", "p2", "p3"):
+        _store_partition(aivj_env, key)
+    registry = Registry(aivj_env.models_dir)
+    first = _version(registry, "full", ["p1"], 0.950)
+    registry.promote(first, by="test")
+    second = _version(registry, "incremental", ["p1", "p2"], 0.960)
+    registry.promote(second, by="test")
+    facts = read_facts(aivj_env)
+    assert facts.champion == second and facts.champion_partitions == ["p1", "p2"]
+    assert facts.stored == ["p1", "p2", "p3"]
+    assert facts.last_full_at == datetime.fromisoformat(registry.get(first)["time"])
+    assert facts.last_improvement == pytest.approx(0.01 / 0.95)  # the champion's gain over its predecessor
+    # A rejected newer candidate: the news is its (negative) gain over the champion.
+    loser = _version(registry, "incremental", ["p1", "p2", "p3"], 0.958)
+    registry.reject(loser, ["does not beat the champion"], by="test")
+    assert read_facts(aivj_env).last_improvement == pytest.approx(-0.002 / 0.96)
+    PauseFlag.for_settings(aivj_env).pause(by="cli")
+    assert read_facts(aivj_env).paused_by == "cli"
+
+
+def _evaluate(settings, instance, when: datetime):
+    from aivj_assets.definitions import defs
+
+    schedule = build_nightly_schedule(settings)
+    ctx = dg.build_schedule_context(instance=instance, scheduled_execution_time=when,
+                                    repository_def=defs.get_repository_def())
+    return schedule.evaluate_tick(ctx)
+
+
+def test_schedule_requests_full_training_with_the_window_deadline(aivj_env, dagster_instance) -> None:
+    _store_partition(aivj_env, "p1")
+    data = _evaluate(aivj_env, dagster_instance, NOW)
+    [request] = data.run_requests
+    assert sorted(k.to_user_string() for k in request.asset_selection) == [
+        "elite_set", "full_model", "promoted_model", "warmed_model"]
+    assert request.tags[DEADLINE_TAG] == "2026-03-10T06:00:00+08:00"
+    assert request.tags["aivj/training"] == "true" and request.tags["aivj/plan"] == "full_training"
+    assert request.tags["aivj/reason"] == "no champion yet"
+    assert request.run_key == "nightly-2026-03-10"
+
+
+def test_schedule_requests_incremental_training_for_new_partitions(aivj_env, dagster_instance) -> None:
+    for key in ("p1", "p2"):
+        _store_partition(aivj_env, key)
+    registry = Registry(aivj_env.models_dir)
+    registry.promote(_version(registry, "full", ["p1"], 0.95), by="test")
+    [request] = _evaluate(aivj_env, dagster_instance, NOW).run_requests
+    assert sorted(k.to_user_string() for k in request.asset_selection) == ["incremental_model", "promoted_model"]
+    assert request.tags["aivj/reason"].startswith("1 new partitions since v")
+
+
+def test_schedule_skips_visibly(aivj_env, dagster_instance) -> None:
+    data = _evaluate(aivj_env, dagster_instance, NOW)
+    assert data.run_requests == [] and data.skip_message == "no data ingested yet"
+    _store_partition(aivj_env, "p1")
+    PauseFlag.for_settings(aivj_env).pause(by="telegram:owner")
+    assert _evaluate(aivj_env, dagster_instance, NOW).skip_message.startswith("training is paused (by telegram:owner)")
+    late = NOW.astimezone(timezone.utc) + timedelta(hours=5)
+    assert "is not open" in _evaluate(aivj_env, dagster_instance, late).skip_message
+
+
+def test_schedule_runs_at_the_window_start_in_the_owners_zone(aivj_env) -> None:
+    schedule = build_nightly_schedule(aivj_env.replace(window="01:30-05:00", timezone="Europe/Berlin"))
+    assert schedule.cron_schedule == "30 1 * * *" and schedule.execution_timezone == "Europe/Berlin"
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert schedule.name == "nightly_training"
