@@ -69,9 +69,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 0
         if cmd == "demo":
-            from aivj_assets.demo import run_demo
+            from aivj_assets.tour import run_tour
 
-            return run_demo(settings, pairs=args.pairs, elite=args.elite, seed=args.seed)
+            return run_tour(settings, pairs=args.pairs, elite=args.elite, seed=args.seed)
         if cmd == "status":
             from aivj_assets.status import format_status
 

@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from aivj_assets.settings import Settings
+
 MAX_ROWS = 5000  # rows scored: enough for a stable ranking, bounded cost on any corpus
 MAX_BATCH_ROWS = 65536  # permuted rows scored per forward pass
 
@@ -86,3 +88,25 @@ def importance_markdown(items: list[tuple[str, float]]) -> str:
     for rank, (name, drop) in enumerate(items, 1):
         lines.append(f"| {rank} | `{name}` | {drop:+.4f} |")
     return "\n".join(lines)
+
+
+def importance_for_version(settings: Settings, version: str, *, top: int = 10, seed: int = 0) -> list[tuple[str, float]]:
+    """Permutation importance of a registered version on the validation rows of the data it saw."""
+    import pyarrow as pa
+
+    from aivj_assets.data.split import validation_mask
+    from aivj_assets.data.store import Store
+    from aivj_assets.registry import Registry
+    from aivj_assets.training.dataset import tensors_from_table
+    from aivj_assets.training.model import build_model, load_state_dict
+
+    registry = Registry(settings.models_dir)
+    keys = registry.meta(version).get("data_partitions") or None
+    table = Store(settings).read_partitions(keys)
+    # Pick validation rows on the hash column first: only those become tensors.
+    val = validation_mask(table.column("row_hash").to_numpy(zero_copy_only=False), settings.val_fraction)
+    data = tensors_from_table(table.filter(pa.array(val)), "store (validation rows)")
+    model = build_model(settings, data.audio_dim, data.preset_dim)
+    model.load_state_dict(load_state_dict(registry.weights_path(version)))
+    return permutation_importance(model, data, top=top, seed=seed,
+                                  audio_dim=data.audio_dim, preset_dim=data.preset_dim)
