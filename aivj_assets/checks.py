@@ -51,7 +51,7 @@ def _mark_rejected(context: AssetCheckExecutionContext) -> None:
     """Tag the run so that its failure is neither retried nor alerted as a crash."""
     from aivj_assets.ops_sensors import mark_final_outcome
 
-    mark_final_outcome(context.instance, context.run_id, "gate_rejected")
+    mark_final_outcome(context.instance, context.run.run_id, "gate_rejected")
 
 
 def candidate_gates(asset: str) -> dg.AssetChecksDefinition:
@@ -69,7 +69,7 @@ def candidate_gates(asset: str) -> dg.AssetChecksDefinition:
         verdict = judge_candidate(settings, registry, version)
         if not verdict.judgement.passed:
             _mark_rejected(context)  # before the failing results: the failure must already be "normal"
-        record_verdict(settings, registry, verdict, run_id=context.run_id)
+        record_verdict(settings, registry, verdict, run_id=context.run.run_id)
         for gate in verdict.judgement.gates:
             yield _result(asset, gate, version)
 
@@ -91,7 +91,7 @@ def integrity_gates(asset: str) -> dg.AssetChecksDefinition:
         gates = weight_integrity(registry, version)
         if not all(g.passed for g in gates):
             _mark_rejected(context)
-            registry.reject(version, [g.reason for g in gates if not g.passed], by=f"gates (run {context.run_id})")
+            registry.reject(version, [g.reason for g in gates if not g.passed], by=f"gates (run {context.run.run_id})")
         for gate in gates:
             yield _result(asset, gate, version)
 

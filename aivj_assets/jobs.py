@@ -38,7 +38,7 @@ def rollback_champion(context: OpExecutionContext, config: RollbackConfig) -> st
     """Roll back and record the new champion as a promoted_model materialisation."""
     registry = Registry(load_settings().models_dir)
     previous = (registry.champion() or {}).get("version")
-    version = registry.rollback(config.version or None, by=f"dagster run {context.run_id}")
+    version = registry.rollback(config.version or None, by=f"dagster run {context.run.run_id}")
     context.log.info(f"champion rolled back from {previous} to {version}")
     context.log_event(dg.AssetMaterialization(
         asset_key="promoted_model",

@@ -118,8 +118,8 @@ def _run_stage(context: AssetExecutionContext, config: ModelStageConfig, stage: 
     trainer = {"warmup": train_warmup, "full": train_full, "incremental": train_incremental}[stage]
     try:
         result = trainer(settings, registry, control=training_control(settings, run_deadline(context)),
-                         log=context.log.info, run_id=context.run_id,
-                         cmd_line=f"dagster job {context.job_name} run {context.run_id}", **kwargs)
+                         log=context.log.info, run_id=context.run.run_id,
+                         cmd_line=f"dagster job {context.run.job_name} run {context.run.run_id}", **kwargs)
     except NothingToTrain as exc:
         yield from _nothing(context, str(exc))
         return
@@ -152,7 +152,7 @@ def incremental_model(context: AssetExecutionContext, config: ModelStageConfig) 
 def candidates_in_run(context: AssetExecutionContext) -> list[str]:
     """Version ids that this run's candidate materialisations recorded (lineage, not file times)."""
     records = context.instance.get_records_for_run(
-        context.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records
+        context.run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records
     versions = []
     for record in records:
         mat = record.event_log_entry.asset_materialization
@@ -175,7 +175,7 @@ def promoted_model(context: AssetExecutionContext) -> dg.Output:
     if unjudged:
         raise dg.Failure(f"candidates {unjudged} have no verdict: their gate checks did not run in this run",
                          allow_retries=False)
-    outcome = promote_best(settings, registry, versions, run_id=context.run_id)
+    outcome = promote_best(settings, registry, versions, run_id=context.run.run_id)
     champion = registry.champion()
     measured = (champion or {}).get("measured") or (champion or {}).get("metrics") or {}
     paired = (champion or {}).get("paired") or {}

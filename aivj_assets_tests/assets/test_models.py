@@ -1,0 +1,164 @@
+"""End to end on a real temporary instance: full training, incremental fusion, gates, rejection."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from aivj_assets.registry import BEST_NAME, Registry
+from aivj_assets_tests.assets.corpus import (
+    check_results,
+    ingest,
+    materialisations,
+    run_job,
+    small_model_settings,
+    write_base_corpus,
+    write_new_file,
+)
+
+GATES = ("weights_finite", "weights_match_registry", "elite_accuracy", "val_accuracy", "beats_champion",
+         "val_loss_rising", "loss_oscillation", "val_accuracy_drop")
+
+
+@pytest.fixture
+def model_env(aivj_env, monkeypatch):
+    return small_model_settings(monkeypatch)
+
+
+@pytest.mark.timeout(300)
+def test_first_run_promotes_then_incremental_is_judged_and_noise_is_rejected(model_env, dagster_instance) -> None:
+    settings = model_env
+    registry = Registry(settings.models_dir)
+    write_base_corpus(settings)
+    seq = ingest(settings, dagster_instance)
+
+    # First run: elite set -> warm-up -> full -> promoted (the first champion, absolute gates only).
+    result = run_job(dagster_instance, "full_training")
+    assert result.success
+    mats = materialisations(result)
+    full = mats["full_model"]
+    warm_version, full_version = mats["warmed_model"]["version"], full["version"]
+    for key in ("val_accuracy", "elite_accuracy", "f1", "val_loss", "duration"):
+        assert isinstance(full[key], float)
+    assert full["samples_trained"] > 0 and "| epoch |" in full["epochs"]
+    checks = check_results(result)
+    assert all(checks[f"full_model:{g}"].passed for g in GATES[:5])
+    assert checks["full_model:beats_champion"].metadata["value"].value == "no champion"
+    assert checks["full_model:elite_accuracy"].metadata["bound"].value == settings.elite_min_accuracy
+    assert mats["promoted_model"]["champion"] == full_version and mats["promoted_model"]["promoted"] is True
+    champion = registry.champion()
+    assert champion["version"] == full_version and registry.get(full_version)["parent"] == warm_version
+    assert registry.get(warm_version)["stage"] == "warmup"
+    assert registry.latest_version() == full_version
+    best = settings.models_dir / BEST_NAME
+    assert best.read_bytes() == registry.weights_path(full_version).read_bytes()
+    report = json.loads(settings.report_path.read_text())
+    assert report["version"] == full_version and report["decision"] == "promoted"
+    assert report["model_performance"]["cv_accuracy"] >= settings.val_min_accuracy
+    assert 0 < report["model_performance"]["f1_score"] <= 1
+    meta = registry.meta(full_version)
+    assert meta["data_partitions"] == sorted(meta["data_partitions"]) and len(meta["history"]) == 8
+    assert meta["run_id"] == result.run_id and meta["data_hash"]
+
+    # New clean data: the incremental stage trains from the champion on it plus replay, and is judged.
+    write_new_file(settings, "new_clean", 2000, seed=11)
+    seq = ingest(settings, dagster_instance, seq)
+    result = run_job(dagster_instance, "incremental_training")
+    inc_version = materialisations(result)["incremental_model"]["version"]
+    inc_meta = registry.meta(inc_version)
+    assert inc_meta["parent"] == full_version and len(inc_meta["new_partitions"]) == 1
+    assert inc_meta["replay_rows"] == inc_meta["new_rows"]  # AIVJ_REPLAY_RATIO default: 1 old row per new row
+    verdict = registry.get(inc_version)
+    if verdict["judgement"]["passed"]:
+        assert result.success and registry.champion()["version"] == inc_version
+    else:  # as the data warrants: a candidate that does not beat the champion is a normal rejection
+        assert not result.success and verdict["status"] == "rejected" and verdict["reasons"]
+        assert registry.champion()["version"] == full_version
+    champion_before = registry.champion()["version"]
+    best_before, latest_before = best.read_bytes(), registry.latest_version()
+
+    # Label-shuffled data: the candidate is rejected, latest and coupling_net_best.pth do not move.
+    write_new_file(settings, "shuffled", 4000, seed=12, shuffle_labels=True)
+    ingest(settings, dagster_instance, seq)
+    result = run_job(dagster_instance, "incremental_training")
+    assert not result.success
+    bad_version = materialisations(result)["incremental_model"]["version"]
+    entry = registry.get(bad_version)
+    assert entry["status"] == "rejected" and any("beats_champion" in r for r in entry["reasons"])
+    assert entry["measured"]["val_accuracy"] < entry["champion_measured"]["val_accuracy"]
+    checks = check_results(result)
+    beat = checks["incremental_model:beats_champion"]
+    assert not beat.passed and "mcnemar_p_value" in beat.metadata
+    assert "promoted_model" not in materialisations(result)
+    assert best.read_bytes() == best_before and registry.latest_version() == latest_before
+    assert registry.champion()["version"] == champion_before
+    run = dagster_instance.get_run_by_id(result.run_id)
+    assert run.tags.get("aivj/outcome") == "gate_rejected" and run.tags.get("dagster/max_retries") == "0"
+    report = json.loads(settings.report_path.read_text())
+    assert report["version"] == bad_version and report["decision"] == "rejected" and report["reasons"]
+
+
+@pytest.mark.timeout(300)
+def test_incremental_promotion_mcnemar_and_rollback_job(model_env, dagster_instance, monkeypatch) -> None:
+    # A deliberately weak first champion (1 epoch, absolute gates lowered) that new data can beat.
+    monkeypatch.setenv("AIVJ_ELITE_MIN_ACCURACY", "0.5")
+    monkeypatch.setenv("AIVJ_VAL_MIN_ACCURACY", "0.5")
+    settings = model_env
+    registry = Registry(settings.models_dir)
+    write_base_corpus(settings)
+    seq = ingest(settings, dagster_instance)
+    one_epoch = {"ops": {"full_model": {"config": {"epochs": 1}}}}
+    result = run_job(dagster_instance, "full_training", run_config=one_epoch)
+    assert result.success
+    first = registry.champion()["version"]
+    assert len(registry.meta(first)["history"]) == 1  # the launchpad override reached the stage
+    first_bytes = (settings.models_dir / BEST_NAME).read_bytes()
+
+    write_new_file(settings, "fresh", 4000, seed=21)
+    ingest(settings, dagster_instance, seq)
+    result = run_job(dagster_instance, "incremental_training",
+                     run_config={"ops": {"incremental_model": {"config": {"epochs": 6}}}})
+    assert result.success
+    inc = materialisations(result)["incremental_model"]["version"]
+    promoted = materialisations(result)["promoted_model"]
+    assert promoted["champion"] == inc and promoted["promoted"] is True
+    assert 0.0 <= promoted["mcnemar_p_value"] < 0.05  # a large gain on the judging rows is signal
+    assert registry.get(inc)["paired"]["candidate_only"] > registry.get(inc)["paired"]["champion_only"]
+    assert (settings.models_dir / BEST_NAME).read_bytes() == registry.weights_path(inc).read_bytes()
+
+    # The rollback job (default config: the previous champion) restores the first champion's bytes.
+    result = run_job(dagster_instance, "rollback")
+    assert result.success
+    assert registry.champion()["version"] == first and registry.latest_version() == first
+    assert (settings.models_dir / BEST_NAME).read_bytes() == first_bytes
+    assert registry.get(inc)["status"] == "rolled_back"
+    assert registry.load()["events"][-1]["action"] == "rollback"
+    assert materialisations(result)["promoted_model"]["champion"] == first
+
+
+@pytest.mark.timeout(300)
+def test_window_close_leaves_a_resumable_stage_and_no_version(model_env, dagster_instance) -> None:
+    settings = model_env
+    registry = Registry(settings.models_dir)
+    write_base_corpus(settings)
+    ingest(settings, dagster_instance)
+    closed = {"aivj/deadline": "2000-01-01T02:00:00+08:00"}  # the window closed long ago
+    result = run_job(dagster_instance, "full_training", tags=closed)
+    assert result.success  # resumable, not failed: no crash alert, no retry
+    assert registry.entries() == []
+    assert "warmed_model" not in materialisations(result)
+    observed = [e for e in result.all_events if e.event_type_value == "ASSET_OBSERVATION"]
+    meta = {k: v.value for k, v in observed[0].event_specific_data.asset_observation.metadata.items()}
+    assert meta["status"] == "stopped" and meta["resumable"] is True and meta["checkpoint"]
+
+    # Without a deadline the same stage resumes from that checkpoint and the run completes.
+    result = run_job(dagster_instance, "full_training")
+    assert result.success
+    warm = registry.meta(materialisations(result)["warmed_model"]["version"])
+    assert materialisations(result)["warmed_model"]["resumed_from"]
+    assert warm["stage"] == "warmup" and registry.champion() is not None
+
+    # Nothing new since the champion: the incremental stage materialises nothing and the run succeeds.
+    result = run_job(dagster_instance, "incremental_training")
+    assert result.success and "incremental_model" not in materialisations(result)
