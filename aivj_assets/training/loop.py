@@ -319,6 +319,11 @@ class _Trainer:
             n_batches = math.ceil(n / bs)
             if n == 0:
                 raise ValueError(f"training {cfg.identity!r}: no training rows for epoch {r.epoch + 1}")
+            if r.step == 0 and hasattr(self.model, "fit_input_scaling"):
+                # A fresh model learns its input scaling from the first epoch's rows; a
+                # warm-started one keeps its own (fit_input_scaling then does nothing).
+                if self.model.fit_input_scaling(data.audio, data.preset):
+                    self.log(f"fitted input scaling on {n:,} training rows")
             g = torch.Generator().manual_seed((cfg.seed * 1_000_003 + r.epoch) % (1 << 63))
             perm = torch.randperm(n, generator=g).to(self.device)
             restarted = False

@@ -24,11 +24,36 @@ class UnsafeWeightsError(ValueError):
     """A weights or checkpoint file holds something other than tensors and plain values."""
 
 
+class Standardize(nn.Module):
+    """Per-feature (x - mean) / std with statistics fitted once from training rows, kept as buffers.
+
+    The owner's features come in their own units (a spectral centroid in Hz next to a
+    0-1 energy); the buffers travel in the state dict, so a warm-started model keeps them.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("inv_std", torch.ones(dim))
+        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+
+    @torch.no_grad()
+    def fit(self, x: Tensor) -> None:
+        x = x.float()
+        self.mean.copy_(x.mean(0))
+        self.inv_std.copy_(1.0 / x.std(0, correction=0).clamp_min(1e-6))
+        self.fitted.fill_(True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) * self.inv_std
+
+
 class CouplingNet(nn.Module):
     """Scores how well a preset couples with the audio: two towers meeting in a small head."""
 
     def __init__(self, audio_dim: int, preset_dim: int, hidden_dim: int = 512, embed_dim: int = 256) -> None:
         super().__init__()
+        self.audio_scale, self.preset_scale = Standardize(audio_dim), Standardize(preset_dim)
         self.audio_tower = _tower(audio_dim, hidden_dim, embed_dim)
         self.preset_tower = _tower(preset_dim, hidden_dim, embed_dim)
         # The head sees both embeddings and how they interact (product, difference):
@@ -39,16 +64,22 @@ class CouplingNet(nn.Module):
             nn.Linear(hidden_dim, 1),
         )
 
+    def fit_input_scaling(self, audio: Tensor, preset: Tensor) -> bool:
+        """Fit the input standardisation from training rows, once; False if already fitted."""
+        if bool(self.audio_scale.fitted) and bool(self.preset_scale.fitted):
+            return False
+        self.audio_scale.fit(audio)
+        self.preset_scale.fit(preset)
+        return True
+
     def forward(self, audio: Tensor, preset: Tensor) -> Tensor:
-        a = self.audio_tower(audio)
-        p = self.preset_tower(preset)
+        a = self.audio_tower(self.audio_scale(audio))
+        p = self.preset_tower(self.preset_scale(preset))
         return self.head(torch.cat([a, p, a * p, a - p], dim=-1)).squeeze(-1)
 
 
 def _tower(in_dim: int, hidden_dim: int, embed_dim: int) -> nn.Sequential:
-    # LayerNorm first: the owner's features come unscaled, and this keeps training stable.
     return nn.Sequential(
-        nn.LayerNorm(in_dim),
         nn.Linear(in_dim, hidden_dim),
         nn.GELU(),
         nn.Linear(hidden_dim, embed_dim),

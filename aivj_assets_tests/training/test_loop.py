@@ -158,3 +158,20 @@ def test_progress_lines_show_step_samples_rate_and_eta(tmp_path: Path):
     last = seen[-1]
     assert {"step", "total_steps", "epoch", "samples", "samples_total", "rate", "eta_seconds"} <= last.keys()
     assert last["samples"] == len(train_rows) and last["step"] == math.ceil(len(train_rows) / BATCH)
+
+
+def test_fresh_model_fits_input_scaling_and_warm_start_keeps_it(tmp_path: Path):
+    train_rows, val = _data()
+    # Features in their own units, far from zero mean and unit variance.
+    train_rows.audio, val.audio = train_rows.audio * 500 + 1000, val.audio * 500 + 1000
+    lines: list[str] = []
+    first = train(_model(), train_rows, val=val, config=_config(tmp_path / "a", learning_rate=2e-2), log=lines.append)
+    assert any(line.startswith("fitted input scaling on") for line in lines)
+    assert torch.allclose(first.state_dict["audio_scale.mean"], train_rows.audio.mean(0))
+    assert first.metrics["val_accuracy"] > 0.6  # it still learns from the raw units
+    warm = _model()
+    warm.load_state_dict(first.state_dict)
+    shifted = train_rows.subset(torch.arange(len(train_rows)))
+    shifted.audio = shifted.audio + 7
+    again = train(warm, shifted, val=val, config=_config(tmp_path / "b", epochs=1), log=_quiet())
+    assert torch.equal(again.state_dict["audio_scale.mean"], first.state_dict["audio_scale.mean"])
