@@ -1,0 +1,102 @@
+"""`aivj versions`, `aivj rollback` and `aivj import-model` on real files."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from aivj_assets.cli import main
+from aivj_assets.registry import BEST_NAME, Registry
+from aivj_assets.settings import load_settings
+from aivj_assets.training.model import CouplingNet, save_state_dict
+
+AUDIO, PRESET = 12, 8
+
+
+class NotATensor:
+    """An object whose loading would run this module's code: never unpickled."""
+
+
+@pytest.fixture
+def settings(aivj_env, monkeypatch):
+    monkeypatch.setenv("AIVJ_HIDDEN_DIM", "16")
+    monkeypatch.setenv("AIVJ_EMBED_DIM", "8")
+    return load_settings()
+
+
+def _state_file(path: Path, seed: int, hidden: int = 16, embed: int = 8) -> Path:
+    torch.manual_seed(seed)
+    save_state_dict(path, CouplingNet(AUDIO, PRESET, hidden_dim=hidden, embed_dim=embed).state_dict())
+    return path
+
+
+def test_import_model_makes_the_owners_file_the_first_champion(settings, tmp_path, capsys) -> None:
+    owners = _state_file(tmp_path / "coupling_net_best.pth", seed=1)
+    assert main(["import-model", str(owners)]) == 0
+    version = Registry(settings.models_dir).champion()["version"]
+    assert f"as champion {version}" in capsys.readouterr().out
+    reg = Registry(settings.models_dir)
+    assert reg.get(version)["stage"] == "import" and reg.latest_version() == version
+    assert (settings.models_dir / BEST_NAME).read_bytes() == owners.read_bytes()
+    assert reg.meta(version)["dims"] == {"audio_dim": AUDIO, "preset_dim": PRESET}
+    # Only the first champion can be imported.
+    assert main(["import-model", str(owners)]) == 1
+    assert "already has champion" in capsys.readouterr().err
+
+
+def test_import_model_refuses_a_different_architecture_naming_keys_and_shapes(settings, tmp_path, capsys) -> None:
+    wider = _state_file(tmp_path / "wider.pth", seed=1, hidden=32)
+    assert main(["import-model", str(wider)]) == 1
+    err = capsys.readouterr().err
+    assert "architecture does not match" in err
+    assert re.search(r"audio_tower\.\d+\.weight: shape \(32, 12\) in the file, \(16, 12\) expected", err)
+
+    state = CouplingNet(AUDIO, PRESET, hidden_dim=16, embed_dim=8).state_dict()
+    state["extra.bias"] = torch.zeros(3)
+    del state["head.2.bias"]
+    torch.save(state, tmp_path / "renamed.pth")
+    assert main(["import-model", str(tmp_path / "renamed.pth")]) == 1
+    err = capsys.readouterr().err
+    assert "missing keys ['head.2.bias']" in err and "unexpected keys ['extra.bias']" in err
+
+    torch.save({"weights": NotATensor()}, tmp_path / "pickled.pth")  # needs unpickling code: refused
+    assert main(["import-model", str(tmp_path / "pickled.pth")]) == 1
+    assert "refused" in capsys.readouterr().err
+    assert main(["import-model", str(tmp_path / "absent.pth")]) == 1
+    assert Registry(settings.models_dir).champion() is None and not (settings.models_dir / BEST_NAME).exists()
+
+
+def test_versions_and_rollback_commands(settings, tmp_path, capsys) -> None:
+    reg = Registry(settings.models_dir)
+    first = reg.register(_state_file(tmp_path / "a.pth", seed=1), {"stage": "full", "metrics": {
+        "elite_accuracy": 0.97, "val_accuracy": 0.93, "f1": 0.92}})
+    reg.promote(first, by="test")
+    second = reg.register(_state_file(tmp_path / "b.pth", seed=2), {"stage": "incremental", "metrics": {}})
+    reg.promote(second, by="test")
+    rejected = reg.register(_state_file(tmp_path / "c.pth", seed=3), {"stage": "incremental", "metrics": {}})
+    reg.reject(rejected, ["val_accuracy: 0.5 < 0.9"], by="test")
+
+    assert main(["versions"]) == 0
+    table = capsys.readouterr().out
+    assert any(line.startswith("*") and second in line for line in table.splitlines())
+    assert "0.9700" in table and "val_accuracy: 0.5 < 0.9" in table
+    assert f"champion: {second}" in table
+
+    assert main(["rollback"]) == 0
+    assert f"champion is now {first}" in capsys.readouterr().out
+    assert (settings.models_dir / BEST_NAME).read_bytes() == (tmp_path / "a.pth").read_bytes()
+    assert main(["rollback"]) == 1
+    assert "no earlier champion" in capsys.readouterr().err
+    assert main(["rollback", second]) == 0 and reg.champion()["version"] == second
+
+    # The installed entry point runs the same command in its own process.
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    out = subprocess.run([sys.executable, "-m", "aivj_assets", "versions"], env=env, capture_output=True,
+                         text=True, check=True).stdout
+    assert f"champion: {second}" in out and "rolled_back" in out
