@@ -69,9 +69,12 @@ def candidate_files(settings: Settings) -> Iterator[tuple[str, os.stat_result]]:
 
     Hidden files and folders, the elite folder and the ledger are never refined data.
     """
-    root = settings.data_dir
+    root = os.path.abspath(settings.data_dir)
     elite = os.path.normcase(os.path.abspath(settings.elite_path))
-    stack = [Path(root)]
+    ledger = os.path.join(root, LEDGER_NAME)
+    skip = len(root) + 1
+    # Plain strings and os.scandir: pathlib would cost more than the stat calls themselves.
+    stack = [root]
     while stack:
         folder = stack.pop()
         try:
@@ -79,21 +82,21 @@ def candidate_files(settings: Settings) -> Iterator[tuple[str, os.stat_result]]:
         except OSError:
             continue  # a folder removed mid-scan: the next tick sees the new state
         for entry in entries:
-            if entry.name.startswith("."):
+            name = entry.name
+            if name.startswith("."):
                 continue
             try:
                 if entry.is_dir(follow_symlinks=False):
-                    if os.path.normcase(os.path.abspath(entry.path)) != elite:
-                        stack.append(Path(entry.path))
+                    if os.path.normcase(entry.path) != elite:
+                        stack.append(entry.path)
                     continue
-                if not entry.name.lower().endswith(DATA_SUFFIXES):
-                    continue
-                if entry.name == LEDGER_NAME and folder == Path(root):
+                if not name.lower().endswith(DATA_SUFFIXES) or entry.path == ledger:
                     continue
                 st = entry.stat()
             except OSError:
                 continue
-            yield Path(entry.path).relative_to(root).as_posix(), st
+            rel = entry.path[skip:]
+            yield (rel.replace(os.sep, "/") if os.sep != "/" else rel), st
 
 
 def _signature(st: os.stat_result) -> tuple[int, int, int]:

@@ -1,0 +1,156 @@
+"""Ingest benchmark: our validated ingest against plain pyarrow parsing + hashlib hashing,
+and the data sensor's tick time with 10,000 already-ingested files and 10 new ones.
+
+    .venv/bin/python benchmarks/ingest.py [--pairs 104040] [--repeats 3] [--known 10000]
+
+Throughput: for each demo file, ours = read + sha256 + parse + validate + normalise + row
+hashes + drift summary + atomic Parquet write into the store (``ingest_partition``); the
+baseline = read + ``hashlib.sha256`` + ``pyarrow`` parse of the same file. Medians of
+``--repeats`` runs, in one process. The tick is ``scan_tick`` (the sensor's work) and one real
+sensor evaluation on a temporary Dagster instance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.json as pa_json
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from aivj_assets.data.demo import write_demo_data  # noqa: E402
+from aivj_assets.data.ingest import ingest_partition  # noqa: E402
+from aivj_assets.data.ledger import Ledger  # noqa: E402
+from aivj_assets.data.scan import scan_tick  # noqa: E402
+from aivj_assets.settings import load_settings  # noqa: E402
+
+
+def _settings(root: Path, **extra):
+    env = {"AIVJ_HOME": str(root / "home"), "AIVJ_DATA_DIR": str(root / "data"), "AIVJ_SETTLE_SECONDS": "0",
+           "AIVJ_ENV_FILE": str(root / "none.env"), "DAGSTER_HOME": str(root / "dagster_home")}
+    env.update({k: str(v) for k, v in extra.items()})
+    os.environ.update(env)
+    return load_settings(env=env)
+
+
+def baseline(files: list[Path]) -> float:
+    """Seconds to read, sha256 and pyarrow-parse every file."""
+    t = time.perf_counter()
+    for f in files:
+        data = f.read_bytes()
+        hashlib.sha256(data).hexdigest()
+        if f.suffix == ".jsonl":
+            pa_json.read_json(io.BytesIO(data))
+        else:
+            pq.read_table(pa.BufferReader(data))
+    return time.perf_counter() - t
+
+
+def ours(root: Path, pairs: int, files: list[Path]) -> tuple[float, int]:
+    """Seconds to ingest every file into a fresh store (registration not timed), and rows stored."""
+    settings = _settings(root, AIVJ_HOME=root / f"home-{time.monotonic_ns()}")
+    (settings.data_dir / "processed_hashes.jsonl").unlink(missing_ok=True)
+    keys = [r.partition for r in scan_tick(settings, 0).requests]
+    t = time.perf_counter()
+    stored = sum(ingest_partition(settings, k).rows for k in keys)
+    return time.perf_counter() - t, stored
+
+
+def bench_throughput(root: Path, pairs: int, repeats: int) -> dict:
+    manifest = write_demo_data(root / "data", pairs=pairs, elite=64, seed=0)
+    files = [Path(f) for f in manifest["files"]]
+    size = sum(f.stat().st_size for f in files)
+    base = [baseline(files) for _ in range(repeats)]
+    mine = [ours(root, pairs, files) for _ in range(repeats)]
+    b, o = statistics.median(base), statistics.median(t for t, _ in mine)
+    return {"pairs": pairs, "files": len(files), "mb": size / 1e6, "baseline_s": b, "ours_s": o,
+            "baseline_mb_s": size / 1e6 / b, "ours_mb_s": size / 1e6 / o, "ours_rows_s": pairs / o,
+            "baseline_rows_s": pairs / b, "ratio": b / o, "rows_stored": mine[0][1]}
+
+
+def bench_tick(root: Path, known: int, repeats: int) -> dict:
+    settings = _settings(root, AIVJ_SENSOR_MAX_FILES_PER_TICK=known + 100)
+    data = settings.data_dir
+    line = json.dumps({"audio": [0.5] * 32, "preset": [0.25] * 24, "label": 1})
+    for i in range(known):
+        folder = data / f"batch{i // 1000:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"old_{i:05d}.jsonl").write_text(f'{{"pair_id": "{i}", {line[1:]}\n')
+    plan = scan_tick(settings, 0)
+    entries = Ledger(settings).load()
+    for e in entries:  # as if every one had been materialised long ago
+        e.update(status="ingested", rows=1)
+    Ledger(settings).save(entries)
+    seq = plan.last_seq
+    times, hashed, new_bytes = [], [], []
+    for r in range(repeats):
+        news = []
+        for j in range(10):
+            p = data / "incoming" / f"new_{r}_{j}.jsonl"
+            p.parent.mkdir(exist_ok=True)
+            p.write_text(f'{{"pair_id": "n{r}-{j}", {line[1:]}\n')
+            news.append(p)
+        t = time.perf_counter()
+        plan = scan_tick(settings, seq)
+        times.append(time.perf_counter() - t)
+        seq = plan.last_seq
+        hashed.append(plan.stats["hashed_bytes"])
+        new_bytes.append(sum(p.stat().st_size for p in news))
+        assert len(plan.requests) == 10, plan.stats
+        entries = Ledger(settings).load()
+        for e in entries:
+            e.update(status="ingested")
+        Ledger(settings).save(entries)
+    # One real sensor evaluation on a temporary instance (10 more new files).
+    import dagster as dg
+
+    from aivj_assets.instance import ensure_instance
+    from aivj_assets.sensors import data_files_sensor
+
+    ensure_instance(settings)
+    for j in range(10):
+        (data / "incoming" / f"sensor_{j}.jsonl").write_text(f'{{"pair_id": "s{j}", {line[1:]}\n')
+    with dg.DagsterInstance.get() as instance:
+        t = time.perf_counter()
+        result = data_files_sensor(dg.build_sensor_context(instance=instance, cursor=json.dumps({"seq": seq})))
+        sensor_s = time.perf_counter() - t
+    assert len(result.run_requests) == 10
+    return {"known": known, "tick_median_s": statistics.median(times), "tick_max_s": max(times),
+            "hashed_bytes": hashed, "new_bytes": new_bytes, "sensor_eval_s": sensor_s}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pairs", type=int, default=104_040)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--known", type=int, default=10_000)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tp = bench_throughput(Path(tmp) / "t", args.pairs, args.repeats)
+    print(f"ingest: {tp['pairs']} pairs, {tp['files']} files, {tp['mb']:.1f} MB")
+    print(f"  baseline (read + sha256 + pyarrow parse): {tp['baseline_s']:.2f} s = {tp['baseline_mb_s']:.1f} MB/s, "
+          f"{tp['baseline_rows_s']:,.0f} rows/s")
+    print(f"  ours (validate, normalise, store):        {tp['ours_s']:.2f} s = {tp['ours_mb_s']:.1f} MB/s, "
+          f"{tp['ours_rows_s']:,.0f} rows/s")
+    print(f"  ratio ours/baseline throughput: {tp['ratio']:.2f} (target >= 0.7); rows stored {tp['rows_stored']}")
+    with tempfile.TemporaryDirectory() as tmp:
+        tk = bench_tick(Path(tmp), args.known, args.repeats)
+    print(f"sensor tick with {tk['known']} ingested files + 10 new: median {tk['tick_median_s']:.3f} s, "
+          f"max {tk['tick_max_s']:.3f} s (target < 1 s)")
+    print(f"  bytes hashed per tick {tk['hashed_bytes']} = bytes of the new files {tk['new_bytes']}")
+    print(f"  one real sensor evaluation (scan + Dagster instance): {tk['sensor_eval_s']:.3f} s")
+
+
+if __name__ == "__main__":
+    main()
