@@ -99,7 +99,7 @@ def _logs_location(instance: dg.DagsterInstance, run_id: str) -> str:
     return f"{manager.__class__.__name__} (run {run_id})"
 
 
-@dg.run_failure_sensor(name="run_failure_alert", default_status=dg.DefaultSensorStatus.RUNNING,
+@dg.run_failure_sensor(name="run_failure_alert", default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=10,
                        description="Alerts once a run has failed for good (after its retries).")
 def run_failure_alert(context: dg.RunFailureSensorContext) -> None:
     """Alert with the error summary and where the logs are, unless a retry is coming."""
