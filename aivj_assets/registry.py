@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from aivj_assets.data.atomic import write_atomic, write_text_atomic
 from aivj_assets.settings import Settings
 
 WEIGHTS_NAME = "coupling_net.pth"
@@ -62,40 +63,15 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it over."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(path.parent)
-
-
 def atomic_write_json(path: Path, obj: Any) -> None:
-    """Atomically write ``obj`` as indented JSON."""
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode("utf-8"))
+    """Atomically replace ``path`` with ``obj`` as indented JSON."""
+    write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
 def atomic_copy(src: Path, dst: Path) -> None:
     """Copy ``src`` to ``dst`` so that readers of ``dst`` see the old or the new bytes, never half."""
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(src, "rb") as fin, open(tmp, "wb") as fout:
-            shutil.copyfileobj(fin, fout, 1 << 20)
-            fout.flush()
-            os.fsync(fout.fileno())
-        os.replace(tmp, dst)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(dst.parent)
+    with open(src, "rb") as fin:
+        write_atomic(dst, lambda fout: shutil.copyfileobj(fin, fout, 1 << 20))
 
 
 @contextmanager
@@ -398,7 +374,7 @@ class Registry:
         for e in doc["versions"].values():
             writer.writerow([e["version"], e.get("time", ""), e.get("data_hash", ""), e["model_hash"],
                              e.get("cmd_line", ""), e["status"]])
-        atomic_write_bytes(self.root / VERSIONS_CSV, buf.getvalue().encode("utf-8"))
+        write_text_atomic(self.root / VERSIONS_CSV, buf.getvalue())
 
     @staticmethod
     def _entry_from_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
@@ -467,11 +443,12 @@ class Registry:
                     tmp.unlink()
                 if self.use_symlinks:
                     raise
-        atomic_write_bytes(link, (version + "\n").encode("utf-8"))
+        write_text_atomic(link, version + "\n")
 
 
 def _elite(entry: Mapping[str, Any]) -> float:
-    value = (entry.get("metrics") or {}).get("elite_accuracy")
+    """Elite accuracy as judged (on the held-out part) when judged, else as trained."""
+    value = (entry.get("measured") or {}).get("elite_accuracy", (entry.get("metrics") or {}).get("elite_accuracy"))
     return float(value) if value is not None else -1.0
 
 
@@ -479,73 +456,11 @@ def _fmt(value: Any) -> str:
     return f"{float(value):.4f}" if isinstance(value, (int, float)) else "-"
 
 
-def architecture_mismatch(expected: Mapping[str, Any], given: Mapping[str, Any]) -> list[str]:
-    """What differs between two state dicts' keys and tensor shapes (empty when they match)."""
-    problems = []
-    missing = [k for k in expected if k not in given]
-    unexpected = [k for k in given if k not in expected]
-    if missing:
-        problems.append(f"missing keys {missing[:8]}" + (f" (+{len(missing) - 8} more)" if len(missing) > 8 else ""))
-    if unexpected:
-        problems.append(f"unexpected keys {unexpected[:8]}"
-                        + (f" (+{len(unexpected) - 8} more)" if len(unexpected) > 8 else ""))
-    for key in expected:
-        if key in given and tuple(expected[key].shape) != tuple(getattr(given[key], "shape", ())):
-            problems.append(f"{key}: shape {tuple(given[key].shape)} in the file, {tuple(expected[key].shape)} expected")
-    return problems
-
-
-def _input_dims(settings: Settings, state_dict: Mapping[str, Any]) -> tuple[int, int]:
-    """(audio_dim, preset_dim): the store's lineage when data exists, else read off the first
-    2-D weights of the file's audio and preset branches."""
-    from aivj_assets.data.store import Store
-
-    lineage = Store(settings).lineage()
-    if lineage:
-        return int(lineage["audio_dim"]), int(lineage["preset_dim"])
-    dims = {}
-    for branch in ("audio", "preset"):
-        for key, value in state_dict.items():
-            if key.startswith(branch) and getattr(value, "ndim", 0) == 2:
-                dims[branch] = int(value.shape[1])
-                break
-    if len(dims) != 2:
-        raise ValueError("cannot tell audio/preset input sizes: ingest data first so the store records them")
-    return dims["audio"], dims["preset"]
-
-
 def import_model(settings: Settings, path: Path) -> str:
     """Register the owner's existing state dict as the first champion; returns its version.
 
     Refuses (``ValueError``) a file whose keys or shapes differ from the configured model.
     """
-    from aivj_assets.training.model import build_model, load_state_dict
+    from aivj_assets.promotion import import_champion  # torch is needed only here
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    registry = Registry(settings.models_dir)
-    champion = registry.champion()
-    if champion is not None:
-        raise ValueError(
-            f"{settings.models_dir} already has champion {champion['version']}; import-model only "
-            f"sets the first champion (use `aivj rollback` to change champions)"
-        )
-    given = load_state_dict(path)
-    audio_dim, preset_dim = _input_dims(settings, given)
-    expected = build_model(settings, audio_dim, preset_dim).state_dict()
-    problems = architecture_mismatch(expected, given)
-    if problems:
-        raise ValueError(
-            f"{path}: architecture does not match the configured model (audio_dim={audio_dim}, "
-            f"preset_dim={preset_dim}, hidden_dim={settings.hidden_dim}, embed_dim={settings.embed_dim}): "
-            + "; ".join(problems)
-        )
-    version = registry.register(path, {
-        "stage": "import", "parent": None, "identity": f"import|{file_sha256(path)}",
-        "source": str(path.resolve()), "metrics": {}, "history": [],
-        "dims": {"audio_dim": audio_dim, "preset_dim": preset_dim},
-        "cmd_line": f"aivj import-model {path}", "run_id": "", "data_hash": "", "data_partitions": [],
-    })
-    registry.promote(version, by="import-model", reason=f"imported from {path}")
-    return version
+    return import_champion(settings, Registry(settings.models_dir), Path(path))
