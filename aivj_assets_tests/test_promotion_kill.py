@@ -21,6 +21,7 @@ from aivj_assets.registry import Registry
 
 reg = Registry(sys.argv[1])
 versions = sys.argv[2:]
+print("ready", flush=True)
 i = 0
 while True:
     champion = reg.champion()["version"]
@@ -67,14 +68,15 @@ def test_sigkill_during_promotion_and_rollback_never_breaks_the_champion(tmp_pat
     for attempt in range(30):
         proc = subprocess.Popen([sys.executable, str(script), str(reg.root), *versions],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-        time.sleep(0.15 + (attempt % 10) * 0.037)  # spread the kill over the operations' phases
+        assert proc.stdout.readline().strip() == b"ready"  # imports done: the loop starts now
+        time.sleep(0.02 + (attempt % 10) * 0.031)  # spread the kill over the operations' phases
         os.kill(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
         assert proc.returncode == -signal.SIGKILL, err.decode()
         total_ops += len(out.splitlines())
         _assert_readers_see_a_complete_champion(reg, hashes)
 
-    assert total_ops > 30, "the worker must have completed operations between kills"
+    assert total_ops >= 10, "the worker must have completed operations between kills"
     # The next registry call brings every pointer in line with the registry's champion.
     reg.repair()
     champion = reg.champion()
