@@ -19,8 +19,11 @@ def ensure_instance(settings: Settings) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     target = home / "dagster.yaml"
     if not target.exists():
-        tmp = target.with_suffix(".yaml.tmp")
-        tmp.write_text(TEMPLATE.read_text(encoding="utf-8"), encoding="utf-8")
+        tmp = target.with_suffix(f".yaml.{os.getpid()}.tmp")  # the daemon and the CLI may race here
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(TEMPLATE.read_text(encoding="utf-8"))
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, target)
     os.environ["DAGSTER_HOME"] = str(home)
     return home

@@ -84,3 +84,18 @@ def test_failing_run_is_retried_three_times_then_alerted_once(aivj_env, tmp_path
         os.killpg(daemon.pid, signal.SIGKILL)  # the daemon, its code server and any run worker
         daemon.wait(timeout=30)
         api.close()
+
+
+def test_instance_template_queues_training_one_at_a_time(aivj_env) -> None:
+    home = ensure_instance(aivj_env)
+    assert (home / "dagster.yaml").read_text() == (HERE.parent / "dagster.yaml").read_text()
+    with dg.DagsterInstance.get() as instance:
+        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        queue = instance.run_coordinator.get_run_queue_config()
+        assert queue.tag_concurrency_limits == [{"key": "aivj/training", "limit": 1}]
+        assert instance.run_retries_enabled and instance.run_retries_max_retries == 3
+        assert instance.run_monitoring_enabled
+    # An owner's own dagster.yaml is never overwritten.
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    ensure_instance(aivj_env)
+    assert (home / "dagster.yaml").read_text() == "telemetry:\n  enabled: false\n"

@@ -52,6 +52,7 @@ def test_failing_telegram_never_raises_nor_leaks_the_token(tg_settings, bot_api:
     assert "Telegram notification training_failed failed" in caplog.text
     assert "HTTP 502" in caplog.text and "Connection" in caplog.text
     assert TOKEN not in caplog.text and "SECRET-token" not in caplog.text
+    assert '"POST /bot********/sendMessage HTTP/1.1" 502' in caplog.text  # urllib3's debug line, masked
 
 
 def test_no_channel_configured_is_silent(aivj_env, bot_api: BotApi) -> None:
