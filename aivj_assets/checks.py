@@ -27,7 +27,7 @@ MODEL_GATES = (
     ("beats_champion", True, "elite > champion x beat_elite_factor and val > champion's, on the same rows; "
                              "metadata has the exact McNemar test"),
     ("val_loss_rising", False, "validation loss rose val_loss_rise_epochs epochs in a row"),
-    ("loss_oscillation", False, "an epoch's training loss changed more than loss_change_max"),
+    ("loss_oscillation", False, "an epoch's validation loss rose more than loss_change_max"),
     ("val_accuracy_drop", False, "validation accuracy more than val_drop_alert below the previous version's"),
 )
 INTEGRITY_GATES = MODEL_GATES[:2]
@@ -67,9 +67,9 @@ def candidate_gates(asset: str) -> dg.AssetChecksDefinition:
         settings = load_settings()
         registry = Registry(settings.models_dir)
         verdict = judge_candidate(settings, registry, version)
-        if not verdict.judgement.passed:
-            _mark_rejected(context)  # before the failing results: the failure must already be "normal"
         record_verdict(settings, registry, verdict, run_id=context.run.run_id)
+        if not verdict.judgement.passed:
+            _mark_rejected(context)  # before the failing results: the run's failure is a normal outcome
         for gate in verdict.judgement.gates:
             yield _result(asset, gate, version)
 
@@ -90,8 +90,8 @@ def integrity_gates(asset: str) -> dg.AssetChecksDefinition:
         registry = Registry(settings.models_dir)
         gates = weight_integrity(registry, version)
         if not all(g.passed for g in gates):
-            _mark_rejected(context)
             registry.reject(version, [g.reason for g in gates if not g.passed], by=f"gates (run {context.run.run_id})")
+            _mark_rejected(context)
         for gate in gates:
             yield _result(asset, gate, version)
 

@@ -121,14 +121,17 @@ def warn_val_loss_rising(history: Sequence[Mapping[str, Any]], epochs: int) -> G
 
 
 def warn_loss_oscillation(history: Sequence[Mapping[str, Any]], max_change: float) -> Gate:
-    """Warning: some epoch's training loss changed by more than ``max_change`` (relative)."""
-    losses = [float(h["train_loss"]) for h in history if h.get("train_loss") is not None]
+    """Warning: some epoch's validation loss jumped up by more than ``max_change`` (relative).
+
+    Only a rise counts, as in the training loop's own rule: a large fall is the model learning.
+    """
+    losses = [float(h["val_loss"]) for h in history if h.get("val_loss") is not None]
     worst = 0.0
     for prev, cur in zip(losses, losses[1:], strict=False):
         if prev > 0 and math.isfinite(prev) and math.isfinite(cur):
-            worst = max(worst, abs(cur - prev) / prev)
+            worst = max(worst, (cur - prev) / prev)
     return Gate("loss_oscillation", worst <= max_change, worst, float(max_change), False,
-                f"largest epoch-to-epoch training loss change {worst:.1%}")
+                f"largest epoch-to-epoch validation loss rise {worst:.1%}")
 
 
 def warn_val_drop(current: float, previous: float | None, max_drop: float) -> Gate:

@@ -54,9 +54,9 @@ def test_absolute_bounds_and_warnings() -> None:
     assert gate_elite_accuracy(0.95, 0.95, 10).passed and not gate_elite_accuracy(0.949, 0.95, 10).passed
     rising = [{"val_loss": v, "train_loss": 1.0} for v in (0.5, 0.6, 0.7, 0.8)]
     assert not warn_val_loss_rising(rising, 3).passed and warn_val_loss_rising(rising[:3], 3).passed
-    osc = [{"train_loss": v} for v in (1.0, 0.9, 0.3)]
-    gate = warn_loss_oscillation(osc, 0.5)
-    assert not gate.passed and gate.value == pytest.approx(0.6 / 0.9)
+    assert warn_loss_oscillation([{"val_loss": v} for v in (1.0, 0.3, 0.1)], 0.5).passed  # learning, not oscillating
+    gate = warn_loss_oscillation([{"val_loss": v} for v in (1.0, 0.4, 0.9)], 0.5)
+    assert not gate.passed and gate.value == pytest.approx(0.5 / 0.4)
     assert warn_val_drop(0.80, 0.95, 0.10).passed is False and warn_val_drop(0.90, 0.95, 0.10).passed
     assert warn_val_drop(0.5, None, 0.10).passed
 
@@ -65,7 +65,7 @@ def test_judge_collects_blocking_reasons_and_ignores_warnings_for_promotion() ->
     settings = load_settings(env={})
     ok = judge("v1", settings=settings, integrity=[gate_weights_finite(0, 10), gate_weights_hash("ab", "ab")],
                candidate={"elite_accuracy": 0.97, "val_accuracy": 0.93}, champion=None,
-               history=[{"train_loss": 1.0}, {"train_loss": 0.2}], previous_val_accuracy=None)
+               history=[{"val_loss": 0.2}, {"val_loss": 0.5}], previous_val_accuracy=None)
     assert ok.passed and ok.reasons == [] and ok.warnings and "loss_oscillation" in ok.warnings[0]
     bad = judge("v2", settings=settings, integrity=[gate_weights_finite(3, 10), gate_weights_hash("ab", "cd")],
                 candidate={"elite_accuracy": 0.5, "val_accuracy": 0.5},
