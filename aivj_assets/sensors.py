@@ -15,7 +15,7 @@ import time
 import dagster as dg
 import psutil
 
-from aivj_assets.assets.raw_pairs import data_files, raw_pairs
+from aivj_assets.assets.raw_pairs import data_files, ingest_job, raw_pairs
 from aivj_assets.data.scan import scan_tick
 from aivj_assets.ops_sensors import OPS_SENSORS
 from aivj_assets.settings import load_settings
@@ -23,7 +23,7 @@ from aivj_assets.settings import load_settings
 RUN_KEY_TAG = "dagster/run_key"
 WILL_RETRY_TAG = "dagster/will_retry"
 AUTO_RETRY_TAG = "dagster/auto_retry_run_id"
-STARTING_GRACE_SECONDS = 60.0
+STARTING_GRACE_SECONDS = 30.0  # a healthy launch records its worker pid within seconds
 _ACTIVE = {dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
            dg.DagsterRunStatus.CANCELING}
 _DEAD = {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
@@ -81,7 +81,7 @@ def _worker_alive(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
 
 @dg.sensor(
     name="data_files_sensor",
-    target=[raw_pairs],
+    job=ingest_job,
     minimum_interval_seconds=_interval(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Registers each new settled file in AIVJ_DATA_DIR as a raw_pairs partition.",

@@ -3,6 +3,7 @@ and a kill -9 of the daemon (and every run it launched) loses no file and duplic
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import dagster as dg
 import psutil
+import pyarrow.parquet as pq
 
 from aivj_assets.data.ledger import Ledger
 from aivj_assets.instance import ensure_instance
@@ -49,9 +51,11 @@ def _kill(proc: subprocess.Popen) -> None:
 
 
 def _wait(predicate, timeout: float, what: str, log: Path) -> None:
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     while time.monotonic() < deadline:
         if predicate():
+            print(f"{what}: {time.monotonic() - started:.1f} s")
             return
         time.sleep(0.5)
     raise AssertionError(f"timed out waiting for {what}; daemon log tail:\n{log.read_text()[-3000:]}")
@@ -67,13 +71,13 @@ def test_daemon_ingests_exactly_once_across_kill_9(aivj_env, tmp_path):
     daemon = _start(log)
     try:
         # Kill everything as soon as a run is on its way: mid-run, mid-tick or between.
-        _wait(lambda: any(r.status in (dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED)
-                          for r in instance.get_runs()), 120, "a run to start", log)
+        _wait(lambda: any(r.status == dg.DagsterRunStatus.STARTED for r in instance.get_runs()), 120,
+              "a run to start", log)
         _kill(daemon)
         # While it is down: a copy of a (a duplicate) and a file that arrives slowly.
         shutil.copy2(a, data / "a_copy.jsonl")
         slow = data / "drop" / "c.jsonl"
-        text = "\n".join(map(str, [__import__("json").dumps(r) for r in rows(30, seed=3)])) + "\n"
+        text = "\n".join(json.dumps(r) for r in rows(30, seed=3)) + "\n"
         with slow.open("w") as f:
             f.write(text[: len(text) // 2])
             f.flush()
@@ -105,5 +109,5 @@ def test_daemon_ingests_exactly_once_across_kill_9(aivj_env, tmp_path):
     assert [e["path"] for e in ledger if e["status"] == "duplicate"] == ["a_copy.jsonl"]
     c_key = next(k for k in partitions if k.startswith("c-"))
     assert instance.get_latest_materialization_event(dg.AssetKey("raw_pairs")) is not None
-    stored = __import__("pyarrow.parquet", fromlist=["x"]).read_table(aivj_env.store_dir / "raw_pairs" / f"{c_key}.parquet")
+    stored = pq.read_table(aivj_env.store_dir / "raw_pairs" / f"{c_key}.parquet")
     assert stored.num_rows == 30  # the slow file was taken whole, after it settled

@@ -98,3 +98,14 @@ def test_a_started_run_whose_worker_is_gone_counts_as_dead(aivj_env, dagster_ins
     dagster_instance.report_run_failed(retried)
     assert dagster_instance.get_run_by_id(retried.run_id).tags.get("dagster/will_retry") == "true"
     assert run_state(dagster_instance, "k-3") == "active"
+
+
+def test_a_run_that_never_reported_its_worker_is_dead_after_the_grace(aivj_env, dagster_instance, monkeypatch):
+    import aivj_assets.sensors as sensors
+
+    run = _run_with_key(dagster_instance, "k-4", **{"dagster/max_retries": "0"})
+    dagster_instance.report_dagster_event(
+        dg.DagsterEvent(dg.DagsterEventType.RUN_STARTING.value, job_name=run.job_name), run_id=run.run_id)
+    assert run_state(dagster_instance, "k-4") == "active"  # within the grace: still launching
+    monkeypatch.setattr(sensors, "STARTING_GRACE_SECONDS", 0.0)
+    assert run_state(dagster_instance, "k-4") == "dead"

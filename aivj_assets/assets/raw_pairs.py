@@ -115,6 +115,16 @@ def raw_pairs(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     )
 
 
+# Ingest runs execute in the run worker itself: one short step gains nothing from a step
+# subprocess, which would load the code location a second time per file.
+ingest_job = dg.define_asset_job(
+    "ingest_raw_pairs",
+    selection=[raw_pairs],
+    partitions_def=data_files,
+    executor_def=dg.in_process_executor,
+    description="Ingest one data file (a raw_pairs partition); requested by data_files_sensor.",
+)
+
 # The checks travel with the asset as check specs (their results are emitted by the
 # materialisation that stored the file), so there are no separate check definitions.
 RAW_PAIRS_CHECKS: list = []
