@@ -16,6 +16,7 @@ from aivj_assets_tests.assets.corpus import (
     write_base_corpus,
     write_new_file,
 )
+from aivj_assets_tests.resources.loopback import TOKEN, BotApi, telegram_env
 
 GATES = ("weights_finite", "weights_match_registry", "elite_accuracy", "val_accuracy", "beats_champion",
          "val_loss_rising", "loss_oscillation", "val_accuracy_drop")
@@ -27,8 +28,16 @@ def model_env(aivj_env, monkeypatch):
 
 
 @pytest.mark.timeout(300)
-def test_first_run_promotes_then_incremental_is_judged_and_noise_is_rejected(model_env, dagster_instance) -> None:
-    settings = model_env
+def test_first_run_promotes_then_incremental_is_judged_and_noise_is_rejected(model_env, dagster_instance,
+                                                                             monkeypatch) -> None:
+    bot = BotApi(TOKEN)  # the owner's Telegram, on loopback: the outcome notifications arrive there
+    try:
+        _first_run_then_incremental(telegram_env(monkeypatch, bot), dagster_instance, bot)
+    finally:
+        bot.close()
+
+
+def _first_run_then_incremental(settings, dagster_instance, bot: BotApi) -> None:
     registry = Registry(settings.models_dir)
     write_base_corpus(settings)
     seq = ingest(settings, dagster_instance)
@@ -60,6 +69,7 @@ def test_first_run_promotes_then_incremental_is_judged_and_noise_is_rejected(mod
     meta = registry.meta(full_version)
     assert meta["data_partitions"] == sorted(meta["data_partitions"]) and len(meta["history"]) == 8
     assert meta["run_id"] == result.run_id and meta["data_hash"]
+    assert any(f"model {full_version} is the new champion" in t for t in bot.texts())
 
     # New clean data: the incremental stage trains from the champion on it plus replay, and is judged.
     write_new_file(settings, "new_clean", 2000, seed=11)
@@ -97,6 +107,7 @@ def test_first_run_promotes_then_incremental_is_judged_and_noise_is_rejected(mod
     assert run.tags.get("aivj/outcome") == "gate_rejected" and run.tags.get("dagster/max_retries") == "0"
     report = json.loads(settings.report_path.read_text())
     assert report["version"] == bad_version and report["decision"] == "rejected" and report["reasons"]
+    assert any(f"model {bad_version} rejected, champion {champion_before} kept" in t for t in bot.texts())
 
 
 @pytest.mark.timeout(300)
