@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import dagster as dg
 import pytest
 
 from aivj_assets.registry import BEST_NAME, Registry
@@ -173,3 +174,16 @@ def test_window_close_leaves_a_resumable_stage_and_no_version(model_env, dagster
     # Nothing new since the champion: the incremental stage materialises nothing and the run succeeds.
     result = run_job(dagster_instance, "incremental_training")
     assert result.success and "incremental_model" not in materialisations(result)
+
+    # Lineage, not recency: a newer version that passed its gates elsewhere is not this run's
+    # candidate, so materialising promoted_model alone keeps the champion.
+    champion = registry.champion()["version"]
+    newer = registry.register(registry.weights_path(champion), {"stage": "full", "dims": warm["dims"]})
+    registry.update(newer, judgement={"passed": True}, measured={"elite_accuracy": 1.0, "val_accuracy": 1.0},
+                    judged_against=champion)
+    from aivj_assets.definitions import defs
+
+    result = dg.materialize(defs.assets, selection=["promoted_model"], instance=dagster_instance)
+    promoted = materialisations(result)["promoted_model"]
+    assert promoted["champion"] == champion and promoted["promoted"] is False
+    assert promoted["candidates"] == "none in this run" and registry.champion()["version"] == champion
