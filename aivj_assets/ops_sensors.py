@@ -24,6 +24,7 @@ from aivj_assets.settings import load_settings
 OUTCOME_TAG = "aivj/outcome"
 WILL_RETRY_TAG = "dagster/will_retry"
 RETRY_NUMBER_TAG = "dagster/retry_number"
+TRAINING_TAG = "aivj/training"  # jobs.TRAINING_TAGS; not imported: jobs imports the assets
 MAX_COMMANDS_PER_TICK = 20
 
 
@@ -125,4 +126,39 @@ def run_failure_alert(context: dg.RunFailureSensorContext) -> None:
            details={"run_id": run.run_id, "job": run.job_name, "retries": retries, "logs": logs, "log": summary})
 
 
-OPS_SENSORS = [resource_watch, telegram_commands, run_failure_alert]
+def _describe_run(run: dg.DagsterRun) -> str:
+    what = run.tags.get("aivj/plan") or run.job_name
+    deadline = run.tags.get("aivj/deadline")
+    return f"{what} (run {run.run_id[:8]})" + (f", window ends {deadline}" if deadline else ", no deadline")
+
+
+@dg.run_status_sensor(name="training_started_notice", run_status=dg.DagsterRunStatus.STARTED,
+                      minimum_interval_seconds=15, default_status=dg.DefaultSensorStatus.RUNNING,
+                      description="Tells the owner when a training run starts.")
+def training_started_notice(context: dg.RunStatusSensorContext) -> None:
+    """"Training started" for runs tagged aivj/training."""
+    run = context.dagster_run
+    if run.tags.get(TRAINING_TAG) == "true":
+        notify(load_settings(), "training_started", f"Training started: {_describe_run(run)}.")
+
+
+@dg.run_status_sensor(name="run_success_notice", run_status=dg.DagsterRunStatus.SUCCESS,
+                      minimum_interval_seconds=15, default_status=dg.DefaultSensorStatus.RUNNING,
+                      description="Tells the owner when training finishes and when new data was ingested.")
+def run_success_notice(context: dg.RunStatusSensorContext) -> None:
+    """"Training finished" for training runs, "new data" for runs that stored raw_pairs partitions."""
+    run = context.dagster_run
+    settings = load_settings()
+    if run.tags.get(TRAINING_TAG) == "true":
+        notify(settings, "training_finished", f"Training run ended: {_describe_run(run)}.")
+        return
+    records = context.instance.get_records_for_run(
+        run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+    stored = sorted({mat.partition for r in records
+                     if (mat := r.event_log_entry.asset_materialization) is not None
+                     and mat.asset_key == dg.AssetKey("raw_pairs") and mat.partition})
+    if stored:
+        notify(settings, "new_data", f"New data ingested: partition {', '.join(stored)} (run {run.run_id[:8]}).")
+
+
+OPS_SENSORS = [resource_watch, telegram_commands, run_failure_alert, training_started_notice, run_success_notice]

@@ -9,7 +9,14 @@ import dagster as dg
 import pytest
 import torch
 
-from aivj_assets.ops_sensors import mark_final_outcome, resource_watch, run_failure_alert, telegram_commands
+from aivj_assets.ops_sensors import (
+    mark_final_outcome,
+    resource_watch,
+    run_failure_alert,
+    run_success_notice,
+    telegram_commands,
+    training_started_notice,
+)
 from aivj_assets.registry import Registry
 from aivj_assets.resources.control import PauseFlag
 from aivj_assets.resources.monitor import Readings, SystemMonitor
@@ -171,12 +178,16 @@ def rejected():
     reject()
 
 
-def _failure_context(instance, run):
-    records = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
+def _status_context(instance, run, event_type, name):
+    records = instance.get_records_for_run(run.run_id, of_type=event_type).records
     return dg.build_run_status_sensor_context(
-        sensor_name="run_failure_alert", dagster_instance=instance, dagster_run=instance.get_run_by_id(run.run_id),
+        sensor_name=name, dagster_instance=instance, dagster_run=instance.get_run_by_id(run.run_id),
         dagster_event=records[-1].event_log_entry.dagster_event,
-    ).for_run_failure()
+    )
+
+
+def _failure_context(instance, run):
+    return _status_context(instance, run, dg.DagsterEventType.RUN_FAILURE, "run_failure_alert").for_run_failure()
 
 
 def test_failure_alert_waits_for_the_last_retry(tg_settings, bot_api: BotApi, dagster_instance) -> None:
@@ -207,3 +218,35 @@ def test_gate_rejection_is_not_retried_nor_alerted(tg_settings, bot_api: BotApi,
         assert run.tags["dagster/will_retry"] == "false" and run.tags["aivj/outcome"] == "gate_rejected"
         run_failure_alert(_failure_context(instance, run))
         assert bot_api.sent == []
+
+
+@dg.op
+def fit() -> None:
+    pass
+
+
+@dg.job(executor_def=dg.in_process_executor)
+def training_like():
+    fit()
+
+
+@dg.asset(key="raw_pairs", partitions_def=dg.StaticPartitionsDefinition(["songs_2026_03.jsonl"]))
+def raw_pairs_like() -> None:
+    pass
+
+
+def test_training_start_and_end_and_new_data_are_announced(tg_settings, bot_api: BotApi, dagster_instance) -> None:
+    tags = {"aivj/training": "true", "aivj/plan": "incremental_training", "aivj/deadline": "2026-03-10T06:00:00+08:00"}
+    run = dg.execute_job(dg.reconstructable(training_like), instance=dagster_instance, tags=tags)
+    training_started_notice(_status_context(dagster_instance, run, dg.DagsterEventType.RUN_START, "training_started_notice"))
+    run_success_notice(_status_context(dagster_instance, run, dg.DagsterEventType.RUN_SUCCESS, "run_success_notice"))
+    ingest = dg.materialize([raw_pairs_like], instance=dagster_instance, partition_key="songs_2026_03.jsonl")
+    run_success_notice(_status_context(dagster_instance, ingest, dg.DagsterEventType.RUN_SUCCESS, "run_success_notice"))
+    other = dg.execute_job(dg.reconstructable(training_like), instance=dagster_instance)  # not a training run
+    run_success_notice(_status_context(dagster_instance, other, dg.DagsterEventType.RUN_SUCCESS, "run_success_notice"))
+    short = run.run_id[:8]
+    assert bot_api.texts() == [
+        f"[AIVJ] Training started: incremental_training (run {short}), window ends 2026-03-10T06:00:00+08:00.",
+        f"[AIVJ] Training run ended: incremental_training (run {short}), window ends 2026-03-10T06:00:00+08:00.",
+        f"[AIVJ] New data ingested: partition songs_2026_03.jsonl (run {ingest.run_id[:8]}).",
+    ]
