@@ -114,14 +114,6 @@ def wait_for(what: str, predicate, timeout: float = 90.0, every: float = 0.5):
         time.sleep(every)
 
 
-def start_webserver(port: int, log: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "dagster_webserver", "-w", str(ROOT / "workspace.yaml"),
-         "-h", "127.0.0.1", "-p", str(port)],
-        cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
-    )
-
-
 def answers(url: str) -> bool:
     try:
         return requests.get(url, timeout=2).status_code == 200
@@ -167,31 +159,49 @@ def graphql(port: int, query: str, variables: dict[str, Any]) -> dict[str, Any]:
     return body["data"]
 
 
-@pytest.fixture
-def small_pipeline(aivj_env, monkeypatch):
-    """An instance that has run the whole tour (ingest, warm-up, full, promotion) on small data."""
+@pytest.fixture(scope="module")
+def platform_ui(tmp_path_factory):
+    """The tour run on small data into a fresh tree, then ``aivj up`` (webserver and daemon) on it.
+
+    Module-scoped: both tests look at the same instance, which is costly to build.
+    """
     from aivj_assets.settings import load_settings
     from aivj_assets.tour import tour
 
-    for key, value in SMALL_TRAINING.items():
-        monkeypatch.setenv(key, value)
-    settings = load_settings()
-    result = tour(settings, pairs=8000, elite=400, seed=0, out=lambda line: None)
-    assert result.outcome == "promoted", result
-    return settings, result
+    root = tmp_path_factory.mktemp("platform")
+    with pytest.MonkeyPatch.context() as mp:
+        for key in [k for k in os.environ if k.startswith(("AIVJ_", "TELEGRAM_"))]:
+            mp.delenv(key)
+        env = {"AIVJ_HOME": root / "home", "AIVJ_DATA_DIR": root / "data", "DAGSTER_HOME": root / "dagster_home",
+               "AIVJ_ENV_FILE": root / "no.env", "AIVJ_SETTLE_SECONDS": "0", **SMALL_TRAINING}
+        for key, value in env.items():
+            mp.setenv(key, str(value))
+        settings = load_settings()
+        result = tour(settings, pairs=8000, elite=400, seed=0, out=lambda line: None)
+        assert result.outcome == "promoted", result
+
+        port = free_port()
+        log = root / "up.log"
+        up = subprocess.Popen([sys.executable, "-m", "aivj_assets", "up", "--port", str(port)], cwd=ROOT,
+                              stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            def ready() -> bool:
+                if up.poll() is not None:
+                    pytest.fail(f"aivj up exited {up.returncode}:\n{log.read_text()}")
+                return answers(f"http://127.0.0.1:{port}/server_info")
+
+            wait_for("the webserver", ready, timeout=120)
+            yield settings, result, port
+        finally:
+            os.killpg(up.pid, signal.SIGKILL)  # the webserver, the daemon and any run they launched
+            up.wait(timeout=30)
 
 
 @pytest.mark.timeout(400)
-def test_asset_graph_shows_every_design_asset_and_graphql_gives_the_gates(small_pipeline, tmp_path):
-    settings, result = small_pipeline
-    port = free_port()
-    log = tmp_path / "webserver.log"
-    server = start_webserver(port, log)
+def test_asset_graph_shows_every_design_asset_and_graphql_gives_the_gates(platform_ui, tmp_path):
+    settings, result, port = platform_ui
     browser = None
     try:
-        wait_for("the webserver", lambda: server.poll() is None and answers(f"http://127.0.0.1:{port}/server_info")
-                 or (server.poll() is not None and pytest.fail(log.read_text())), timeout=120)
-
         # GraphQL: the candidate's gates, as the UI's check tab shows them.
         node = graphql(port, CHECKS_QUERY, {"key": {"path": ["full_model"]}})["assetNodeOrError"]
         assert node["__typename"] == "AssetNode", node
@@ -237,5 +247,87 @@ def test_asset_graph_shows_every_design_asset_and_graphql_gives_the_gates(small_
     finally:
         if browser is not None:
             browser.close()
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait(timeout=30)
+
+
+# The mutations the UI sends: "Materialize selected" on raw_pairs partitions, and "Launch run"
+# in the rollback job's launchpad.
+BACKFILL_MUTATION = """
+mutation Backfill($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on Error { message }
+  }
+}
+"""
+LAUNCH_RUN_MUTATION = """
+mutation Launch($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on Error { message }
+  }
+}
+"""
+
+
+def wait_run(instance, run_id: str, timeout: float = 180.0):
+    """The run once it has finished (the daemon dequeues and launches it)."""
+    import dagster as dg
+
+    def finished():
+        run = instance.get_run_by_id(run_id)
+        return run if run is not None and run.is_finished else None
+
+    run = wait_for(f"run {run_id}", finished, timeout=timeout, every=1.0)
+    assert run.status == dg.DagsterRunStatus.SUCCESS, run.status
+    return run
+
+
+@pytest.mark.timeout(400)
+def test_a_raw_pairs_backfill_and_the_rollback_job_launched_through_the_webserver_run(platform_ui):
+    import dagster as dg
+
+    from aivj_assets.data.store import Store
+    from aivj_assets.registry import Registry
+
+    settings, result, port = platform_ui
+    registry = Registry(settings.models_dir)
+    first = registry.champion()
+    # A later champion (the same weights, registered again), so that there is one to roll back from.
+    second = registry.register(registry.weights_path(first["version"]), {"stage": "full", "metrics": first["metrics"]})
+    registry.promote(second, by="test")
+    key = Store(settings).partitions()[0]
+
+    with dg.DagsterInstance.get() as instance:
+        def partition_materialisations() -> int:
+            records = instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=dg.AssetKey("raw_pairs"), asset_partitions=[key]), limit=100)
+            return len(records.records)
+
+        before = partition_materialisations()
+        backfill = graphql(port, BACKFILL_MUTATION, {"params": {
+            "assetSelection": [{"path": ["raw_pairs"]}], "partitionNames": [key], "fromFailure": False,
+        }})["launchPartitionBackfill"]
+        assert backfill["__typename"] == "LaunchBackfillSuccess", backfill
+        launched = graphql(port, LAUNCH_RUN_MUTATION, {"params": {
+            "selector": {"repositoryLocationName": "aivj_assets", "repositoryName": "__repository__",
+                         "jobName": "rollback"},
+            "runConfigData": {"ops": {"rollback_champion": {"config": {"version": ""}}}},
+            "mode": "default",
+        }})["launchRun"]
+        assert launched["__typename"] == "LaunchRunSuccess", launched
+
+        # The rollback: the previous champion is back, and the run says so.
+        wait_run(instance, launched["run"]["runId"])
+        assert registry.champion()["version"] == first["version"]
+        assert registry.get(second)["status"] == "rolled_back"
+
+        # The backfill: the daemon launches one run for the partition; raw_pairs[key] is re-ingested.
+        backfill_id = backfill["backfillId"]
+        runs = wait_for("the backfill's run", lambda: instance.get_runs(
+            filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id})), timeout=180, every=1.0)
+        assert len(runs) == 1 and runs[0].tags.get("dagster/partition") == key
+        wait_run(instance, runs[0].run_id)
+        assert partition_materialisations() == before + 1
+        assert Store(settings).partitions()[0] == key
