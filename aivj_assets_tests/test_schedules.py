@@ -134,3 +134,13 @@ def test_schedule_runs_at_the_window_start_in_the_owners_zone(aivj_env) -> None:
     assert schedule.cron_schedule == "30 1 * * *" and schedule.execution_timezone == "Europe/Berlin"
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
     assert schedule.name == "nightly_training"
+
+
+def test_schedule_skips_while_a_training_run_is_running(aivj_env, dagster_instance) -> None:
+    _store_partition(aivj_env, "p1")
+    running = dg.DagsterRun(job_name="full_training", status=dg.DagsterRunStatus.STARTED,
+                           tags={"aivj/training": "true"})
+    dagster_instance.add_run(running)
+    data = _evaluate(aivj_env, dagster_instance, NOW)
+    assert data.run_requests == []
+    assert data.skip_message == f"a training run is already queued or running ({running.run_id})"
