@@ -6,7 +6,7 @@ and the data sensor's tick time with 10,000 already-ingested files and 10 new on
 Throughput: for each demo file, ours = read + sha256 + parse + validate + normalise + row
 hashes + drift summary + atomic Parquet write into the store (``ingest_partition``); the
 baseline = read + ``hashlib.sha256`` + ``pyarrow`` parse of the same file. Medians of
-``--repeats`` runs, in one process. The tick is ``scan_tick`` (the sensor's work) and one real
+``--repeats`` interleaved runs, in one process. The tick is ``scan_tick`` (the sensor's work) and one real
 sensor evaluation on a temporary Dagster instance.
 """
 
@@ -71,8 +71,11 @@ def bench_throughput(root: Path, pairs: int, repeats: int) -> dict:
     manifest = write_demo_data(root / "data", pairs=pairs, elite=64, seed=0)
     files = [Path(f) for f in manifest["files"]]
     size = sum(f.stat().st_size for f in files)
-    base = [baseline(files) for _ in range(repeats)]
-    mine = [ours(root, pairs, files) for _ in range(repeats)]
+    ours(root, pairs, files)  # warm-up: first calls into pyarrow and NumPy pay one-off costs
+    base, mine = [], []
+    for _ in range(repeats):  # interleaved, so a shared machine's load weighs on both sides alike
+        base.append(baseline(files))
+        mine.append(ours(root, pairs, files))
     b, o = statistics.median(base), statistics.median(t for t, _ in mine)
     return {"pairs": pairs, "files": len(files), "mb": size / 1e6, "baseline_s": b, "ours_s": o,
             "baseline_mb_s": size / 1e6 / b, "ours_mb_s": size / 1e6 / o, "ours_rows_s": pairs / o,
@@ -113,7 +116,11 @@ def bench_tick(root: Path, known: int, repeats: int) -> dict:
             e.update(status="ingested")
         Ledger(settings).save(entries)
     # One real sensor evaluation on a temporary instance (10 more new files).
-    import dagster as dg
+    try:
+        import dagster as dg
+    except ImportError:  # a machine with the data stack only
+        return {"known": known, "tick_median_s": statistics.median(times), "tick_max_s": max(times),
+                "hashed_bytes": hashed, "new_bytes": new_bytes, "sensor_eval_s": float("nan")}
 
     from aivj_assets.instance import ensure_instance
     from aivj_assets.sensors import data_files_sensor
