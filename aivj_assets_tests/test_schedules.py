@@ -97,6 +97,16 @@ def _evaluate(settings, instance, when: datetime):
     return schedule.evaluate_tick(ctx)
 
 
+def _planned_steps(request) -> list[str]:
+    """The steps a run of this request executes: the gates must be among them."""
+    from dagster._core.execution.api import create_execution_plan
+
+    from aivj_assets.definitions import defs
+
+    job = defs.get_repository_def().get_job("nightly_training_job")
+    return [step.key for step in create_execution_plan(job.get_subset(asset_selection=set(request.asset_selection))).steps]
+
+
 def test_schedule_requests_full_training_with_the_window_deadline(aivj_env, dagster_instance) -> None:
     _store_partition(aivj_env, "p1")
     data = _evaluate(aivj_env, dagster_instance, NOW)
@@ -107,6 +117,8 @@ def test_schedule_requests_full_training_with_the_window_deadline(aivj_env, dags
     assert request.tags["aivj/training"] == "true" and request.tags["aivj/plan"] == "full_training"
     assert request.tags["aivj/reason"] == "no champion yet"
     assert request.run_key == "nightly-2026-03-10"
+    assert _planned_steps(request) == ["elite_set", "warmed_model", "warmed_model_integrity", "full_model",
+                                       "full_model_gates", "promoted_model"]
 
 
 def test_schedule_requests_incremental_training_for_new_partitions(aivj_env, dagster_instance) -> None:
@@ -117,6 +129,7 @@ def test_schedule_requests_incremental_training_for_new_partitions(aivj_env, dag
     [request] = _evaluate(aivj_env, dagster_instance, NOW).run_requests
     assert sorted(k.to_user_string() for k in request.asset_selection) == ["incremental_model", "promoted_model"]
     assert request.tags["aivj/reason"].startswith("1 new partitions since v")
+    assert _planned_steps(request) == ["incremental_model", "incremental_model_gates", "promoted_model"]
 
 
 def test_schedule_skips_visibly(aivj_env, dagster_instance) -> None:
