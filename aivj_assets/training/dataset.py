@@ -78,9 +78,9 @@ class PairTensors:
         """Each row's hash as a uint64 (the first 64 bits), for compact membership and order."""
         return row_ids(self.row_hash)
 
-    def fingerprint(self) -> str:
-        """A hash of the rows in their order: equal fingerprints mean the same epoch data."""
-        h = hashlib.sha256(self.row_ids().tobytes())
+    def fingerprint(self, ids: np.ndarray | None = None) -> str:
+        """A hash of the rows in their order (``ids``: their :meth:`row_ids`, if already known)."""
+        h = hashlib.sha256((self.row_ids() if ids is None else ids).tobytes())
         h.update(self.label.detach().cpu().numpy().tobytes())
         h.update(self.weight.detach().cpu().numpy().tobytes())
         return h.hexdigest()[:16]
@@ -97,21 +97,31 @@ def empty_pairs(audio_dim: int = 0, preset_dim: int = 0) -> PairTensors:
     )
 
 
+_HEX = np.full(256, 255, dtype=np.uint8)
+_HEX[np.frombuffer(b"0123456789", np.uint8)] = np.arange(10, dtype=np.uint8)
+_HEX[np.frombuffer(b"abcdef", np.uint8)] = np.arange(10, 16, dtype=np.uint8)
+_HEX[np.frombuffer(b"ABCDEF", np.uint8)] = np.arange(10, 16, dtype=np.uint8)
+
+
 def row_ids(hashes: np.ndarray) -> np.ndarray:
-    """uint64 ids of row hashes: their hex digits when they are 16 hex characters, else a digest."""
-    arr = np.asarray(hashes).astype(str)
-    if arr.size == 0:
-        return np.zeros(0, dtype=np.uint64)
-    lengths = np.char.str_len(arr)
-    if bool((lengths == 16).all()):
-        try:
-            return np.frombuffer(bytes.fromhex("".join(arr.tolist())), dtype=">u8").astype(np.uint64)
-        except ValueError:
-            pass  # not hex: fall through to digesting each
-    return np.array(
-        [int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "big") for s in arr.tolist()],
-        dtype=np.uint64,
-    )
+    """uint64 id of each row hash: its value when it is 16 hex digits (as the store's are), else a digest."""
+    arr = np.asarray(hashes)
+    if arr.dtype.kind != "U":
+        arr = arr.astype(str)
+    out = np.zeros(arr.size, dtype=np.uint64)
+    width = arr.dtype.itemsize // 4
+    valid = np.zeros(arr.size, dtype=bool)
+    if arr.size and width >= 16:
+        # Decode without a Python loop: UCS-4 code points -> nibbles -> bytes -> uint64. A
+        # shorter string shows code point 0 (not hex); a longer one shows non-zero past 16.
+        points = np.ascontiguousarray(arr).view(np.uint32).reshape(-1, width)
+        nibbles = _HEX[np.minimum(points[:, :16], 255)]
+        valid = ~(nibbles == 255).any(axis=1) & ~(points[:, 16:] != 0).any(axis=1)
+        octets = np.ascontiguousarray((nibbles[valid, 0::2] << 4) | nibbles[valid, 1::2])
+        out[valid] = octets.view(">u8").reshape(-1).astype(np.uint64)
+    for i in np.flatnonzero(~valid):  # rows not hashed by split.py: rare, so a loop is fine
+        out[i] = int.from_bytes(hashlib.blake2b(str(arr[i]).encode(), digest_size=8).digest(), "big")
+    return out
 
 
 def _vectors(table: pa.Table, name: str, source: str) -> np.ndarray:

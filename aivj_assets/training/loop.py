@@ -11,6 +11,7 @@ import math
 import random
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,7 @@ class TrainConfig:
     warmup_steps: int = 100
     min_lr_fraction: float = 0.05  # cosine decays to this share of the learning rate
     grad_clip: float = 0.0  # max gradient norm; 0 = off
+    checkpoint_background: bool = True  # write checkpoints from a CPU snapshot while training goes on
     progress_seconds: float = 30.0
     manifest_hash: str = ""  # the data manifest hash, recorded in every checkpoint
     loss_log: Path | None = None  # "step loss" lines, exactly those of the surviving trajectory
@@ -161,7 +163,8 @@ class _Trainer:
         self.val = val.to(self.device)
         self.elite = elite.to(self.device) if elite is not None and len(elite) else None
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-        self.ckpt = CheckpointManager(cfg.checkpoint_dir, cfg.identity, cfg.checkpoint_keep)
+        self.ckpt = CheckpointManager(cfg.checkpoint_dir, cfg.identity, cfg.checkpoint_keep,
+                                      background=cfg.checkpoint_background)
         self.loss_log = LossLog(cfg.loss_log) if cfg.loss_log else None
         self.run_ = _Run()
         self.rows = EpochRows()
@@ -169,6 +172,8 @@ class _Trainer:
         self.faults_fired: set[int] = set()
         self.last_checkpoint: str | None = None
         self.resumed_from: str | None = None
+        # bf16 autocast where asked; otherwise no context at all (it costs time on every step).
+        self.autocast = (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)) if cfg.bf16 else nullcontext
 
     # --- checkpoints -------------------------------------------------------------------
     def _payload(self) -> dict[str, Any]:
@@ -307,6 +312,12 @@ class _Trainer:
 
     # --- the loop --------------------------------------------------------------------------
     def run(self) -> TrainResult:
+        try:
+            return self._run()
+        finally:
+            self.ckpt.close()  # every checkpoint is on disk when train() returns or raises
+
+    def _run(self) -> TrainResult:
         cfg, r = self.cfg, self.run_
         self.t0 = self.epoch_t0 = time.monotonic()
         self.next_poll = self.next_log = self.t0
@@ -332,7 +343,7 @@ class _Trainer:
                 lr = _schedule(cfg, r, n_batches)
                 for group in self.opt.param_groups:
                     group["lr"] = lr
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                with self.autocast():
                     logits = self.model(data.audio[idx], data.preset[idx])
                 loss = weighted_bce(logits, data.label[idx], data.weight[idx])
                 if r.step + 1 in cfg.fault_nan_at_steps and (cfg.fault_nan_repeat or r.step + 1 not in self.faults_fired):

@@ -14,8 +14,8 @@ from aivj_assets.training.dataset import PairTensors
 
 def weighted_bce(logits: torch.Tensor, label: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy averaged with the rows' weights (the training loss)."""
-    per_row = F.binary_cross_entropy_with_logits(logits.float(), label, reduction="none")
-    return (per_row * weight).sum() / weight.sum().clamp_min(1e-12)
+    total = F.binary_cross_entropy_with_logits(logits.float(), label, weight=weight, reduction="sum")
+    return total / weight.sum().clamp_min(1e-12)
 
 
 @torch.no_grad()

@@ -83,7 +83,8 @@ class EpochRows:
         if run.pos > 0 and self._cache is not None and self._cache_fp == self.fingerprint:
             return self._cache
         data = get_data()
-        fp = data.fingerprint()
+        ids = data.row_ids()
+        fp = data.fingerprint(ids)
         if run.pos > 0 and fp != self.fingerprint:
             aligned = _align(data, self.ids) if self.ids is not None else None
             if aligned is None:
@@ -92,10 +93,11 @@ class EpochRows:
             else:
                 log(f"data changed since the checkpoint: finishing epoch {run.epoch + 1} on its rows; new rows join next epoch")
                 data = aligned
-                fp = data.fingerprint()
+                ids = data.row_ids()
+                fp = data.fingerprint(ids)
         if fp != self._cache_fp or self._cache is None:
             self._cache, self._cache_fp = data.to(device), fp
-        self.fingerprint, self.ids = fp, data.row_ids()
+        self.fingerprint, self.ids = fp, ids
         return self._cache
 
 

@@ -82,3 +82,13 @@ def test_elite_parts_follow_the_part_column():
     warm, judge = elite_parts(table.append_column("part", pa.array(parts)))
     assert len(judge) == 4 and len(warm) == 6
     assert list(judge.row_hash) == [h for h, p in zip(table.column("row_hash").to_pylist(), parts, strict=True) if p == "judge"]
+
+
+def test_row_ids_decode_store_hashes_and_digest_anything_else():
+    from aivj_assets.training.dataset import row_ids
+
+    ids = row_ids(np.array(["abcdef0123456789", "not-a-hash", "ABCDEF0123456789"]))
+    assert ids[0] == ids[2] == 0xABCDEF0123456789
+    # A row's id does not depend on the other rows in the array (a checkpoint compares them later).
+    assert row_ids(np.array(["not-a-hash"]))[0] == ids[1]
+    assert row_ids(np.array(["abcdef0123456789"], dtype=object))[0] == ids[0]

@@ -175,3 +175,10 @@ def test_fresh_model_fits_input_scaling_and_warm_start_keeps_it(tmp_path: Path):
     shifted.audio = shifted.audio + 7
     again = train(warm, shifted, val=val, config=_config(tmp_path / "b", epochs=1), log=_quiet())
     assert torch.equal(again.state_dict["audio_scale.mean"], first.state_dict["audio_scale.mean"])
+
+
+def test_bf16_autocast_trains_on_the_same_code_path(tmp_path: Path):
+    train_rows, val = _data()
+    result = train(_model(), train_rows, val=val, config=_config(tmp_path, epochs=1, bf16=True), log=_quiet())
+    assert result.status == "finished" and math.isfinite(result.history[0]["train_loss"])
+    assert all(v.dtype == torch.float32 for k, v in result.state_dict.items() if not k.endswith("fitted"))
