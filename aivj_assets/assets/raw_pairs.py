@@ -120,7 +120,6 @@ def raw_pairs(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
 ingest_job = dg.define_asset_job(
     "ingest_raw_pairs",
     selection=[raw_pairs],
-    partitions_def=data_files,
     executor_def=dg.in_process_executor,
     description="Ingest one data file (a raw_pairs partition); requested by data_files_sensor.",
 )
