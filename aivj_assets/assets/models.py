@@ -110,16 +110,23 @@ def _nothing(context: AssetExecutionContext, reason: str) -> Iterator[Any]:
 
 
 def _run_stage(context: AssetExecutionContext, config: ModelStageConfig, stage: str, **kwargs: Any):
-    from aivj_assets.resources.control import training_control
+    from aivj_assets.resources.control import training_control, wait_while_paused
     from aivj_assets.stages import NothingToTrain, train_full, train_incremental, train_warmup
 
     settings = stage_settings(config, stage)
     registry = Registry(settings.models_dir)
     trainer = {"warmup": train_warmup, "full": train_full, "incremental": train_incremental}[stage]
+    deadline = run_deadline(context)
+    control = training_control(settings, deadline)
     try:
-        result = trainer(settings, registry, control=training_control(settings, run_deadline(context)),
-                         log=context.log.info, run_id=context.run.run_id,
-                         cmd_line=f"dagster job {context.run.job_name} run {context.run.run_id}", **kwargs)
+        while True:
+            result = trainer(settings, registry, control=control, log=context.log.info, run_id=context.run.run_id,
+                             cmd_line=f"dagster job {context.run.job_name} run {context.run.run_id}", **kwargs)
+            # A pause (owner's command, hot GPU) has checkpointed: wait here, then go on from that
+            # checkpoint in the same run; the window's end instead ends the stage resumably.
+            if result.status != "paused" or wait_while_paused(settings, deadline) != "resume":
+                break
+            context.log.info(f"{stage}: resumed after pause, continuing from {result.checkpoint}")
     except NothingToTrain as exc:
         yield from _nothing(context, str(exc))
         return
