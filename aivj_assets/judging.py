@@ -92,17 +92,25 @@ def gate_beats_champion(candidate: Mapping[str, float], champion: Mapping[str, f
     if champion is None:
         return Gate("beats_champion", True, "no champion", "absolute gates only", True,
                     "first model: no champion to beat")
+    # A champion at 0.99 or more would make "above champion x 1.01" unreachable for ever, so the
+    # bound is capped at a perfect score, which a candidate then has to reach (>=, not >).
     elite_bound = float(champion["elite_accuracy"]) * factor
+    capped = elite_bound >= 1.0
+    if capped:
+        elite_bound = 1.0
     val_bound = float(champion["val_accuracy"])
-    elite_ok = float(candidate["elite_accuracy"]) > elite_bound
+    elite = float(candidate["elite_accuracy"])
+    elite_ok = elite >= elite_bound if capped else elite > elite_bound
     val_ok = float(candidate["val_accuracy"]) > val_bound
     detail = {"champion_elite_accuracy": float(champion["elite_accuracy"]),
-              "champion_val_accuracy": val_bound, "elite_bound": elite_bound, "val_bound": val_bound}
+              "champion_val_accuracy": val_bound, "elite_bound": elite_bound, "elite_bound_capped": capped,
+              "val_bound": val_bound}
     if paired:
         detail.update({f"mcnemar_{k}": v for k, v in paired.items()})
     why = []
     if not elite_ok:
-        why.append(f"elite {candidate['elite_accuracy']:.4f} <= champion x {factor} = {elite_bound:.4f}")
+        why.append(f"elite {elite:.4f} < 1.0 (champion x {factor} capped at a perfect score)" if capped
+                   else f"elite {elite:.4f} <= champion x {factor} = {elite_bound:.4f}")
     if not val_ok:
         why.append(f"val {candidate['val_accuracy']:.4f} <= champion {val_bound:.4f}")
     return Gate("beats_champion", elite_ok and val_ok, float(candidate["elite_accuracy"]), elite_bound, True,

@@ -50,6 +50,20 @@ def test_beats_champion_needs_both_margins() -> None:
     assert not val_tie.passed and "val 0.9200 <= champion" in val_tie.description
 
 
+
+def test_beats_champion_caps_an_unreachable_elite_bound_at_a_perfect_score() -> None:
+    """A champion at 0.996 elite would need 1.00596: the bound becomes 1.0, to be reached."""
+    champ = {"elite_accuracy": 0.996, "val_accuracy": 0.95}
+    perfect = gate_beats_champion({"elite_accuracy": 1.0, "val_accuracy": 0.951}, champ, 1.01)
+    assert perfect.passed and perfect.bound == 1.0 and perfect.detail["elite_bound_capped"] is True
+    not_perfect = gate_beats_champion({"elite_accuracy": 0.998, "val_accuracy": 0.99}, champ, 1.01)
+    assert not not_perfect.passed and "capped at a perfect score" in not_perfect.description
+    # A perfect champion is beaten only by a perfect candidate with better validation accuracy.
+    top = {"elite_accuracy": 1.0, "val_accuracy": 0.95}
+    assert gate_beats_champion({"elite_accuracy": 1.0, "val_accuracy": 0.952}, top, 1.01).passed
+    assert not gate_beats_champion({"elite_accuracy": 1.0, "val_accuracy": 0.95}, top, 1.01).passed
+    assert gate_beats_champion({"elite_accuracy": 0.97, "val_accuracy": 0.93}, {"elite_accuracy": 0.96, "val_accuracy": 0.92}, 1.01).detail["elite_bound_capped"] is False
+
 def test_absolute_bounds_and_warnings() -> None:
     assert gate_elite_accuracy(0.95, 0.95, 10).passed and not gate_elite_accuracy(0.949, 0.95, 10).passed
     rising = [{"val_loss": v, "train_loss": 1.0} for v in (0.5, 0.6, 0.7, 0.8)]
