@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import signal
@@ -14,9 +15,10 @@ import torch
 
 from aivj_assets.training.checkpoints import CheckpointManager
 
-from .train_worker import EPOCHS, STEPS_PER_EPOCH
+from .train_worker import BATCH, EPOCHS, pairs
 
 ROOT = Path(__file__).resolve().parents[2]
+STEPS_PER_EPOCH = math.ceil(len(pairs()[0]) / BATCH)
 FINAL = EPOCHS * STEPS_PER_EPOCH
 
 

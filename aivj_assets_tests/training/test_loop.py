@@ -42,6 +42,12 @@ def _same(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def _last_checkpoint_before(step: int, rows: int, every: int = 10) -> int:
+    """The newest checkpoint under ``step``: every ``every`` steps and at each epoch's end."""
+    per_epoch = math.ceil(rows / BATCH)
+    return max(s for s in range(step) if s % every == 0 or s % per_epoch == 0)
+
+
 def test_nan_loss_restores_checkpoint_halves_lr_and_finishes(tmp_path: Path):
     train_rows, val = _data()
     clean = train(_model(), train_rows, val=val, config=_config(tmp_path / "clean"), log=_quiet())
@@ -52,7 +58,8 @@ def test_nan_loss_restores_checkpoint_halves_lr_and_finishes(tmp_path: Path):
     assert faulty.status == "finished" and faulty.steps == clean.steps
     nan_events = [e for e in faulty.events if e["kind"] == "nan_recovered"]
     assert len(nan_events) == 1 and nan_events[0]["step"] == 25
-    assert "restored step_0020" in nan_events[0]["message"]  # the last healthy checkpoint before step 25
+    healthy = _last_checkpoint_before(25, len(train_rows))
+    assert f"restored step_{healthy:04d}" in nan_events[0]["message"]  # the last one before step 25
     assert faulty.metrics["nan_recoveries"] == 1 and faulty.metrics["lr_scale"] == 0.5
     # Epochs 2 and 3 ran at half the clean run's learning rate, on the same schedule.
     for f, c in zip(faulty.history[1:], clean.history[1:], strict=True):
@@ -67,11 +74,12 @@ def test_nan_loss_restores_checkpoint_halves_lr_and_finishes(tmp_path: Path):
 def test_loss_that_keeps_diverging_fails_cleanly(tmp_path: Path):
     train_rows, val = _data()
     config = _config(tmp_path, fault_nan_at_steps=(25,), fault_nan_repeat=True, nan_max_recoveries=2)
+    healthy = f"step_{_last_checkpoint_before(25, len(train_rows)):04d}"
     with pytest.raises(TrainError, match=r"diverged: loss NaN/Inf at step 25 after 2 recoveries "
-                                         r"\(limit nan_max_recoveries=2\).*0\.25x.*step_0020"):
+                                         rf"\(limit nan_max_recoveries=2\).*0\.25x.*{healthy}"):
         train(_model(), train_rows, val=val, config=config, log=_quiet())
     # The recoveries were recorded as they happened, so a restart knows how many were spent.
-    state = CheckpointManager(config.checkpoint_dir, "loop-test").load(config.checkpoint_dir / "step_0020.pth")
+    state = CheckpointManager(config.checkpoint_dir, "loop-test").load(config.checkpoint_dir / f"{healthy}.pth")
     assert state["counters"]["nan_recoveries"] == 2
 
 

@@ -12,26 +12,30 @@ from pathlib import Path
 
 import torch
 
-from aivj_assets.training.dataset import split_validation, tensors_from_table
+from aivj_assets.training.dataset import PairTensors, split_validation, tensors_from_table
 from aivj_assets.training.loop import TrainConfig, train
 from aivj_assets.training.model import CouplingNet
 
 from .pairs import pair_table
 
-STEPS_PER_EPOCH = 94  # ceil(train rows / batch size) for the data below
 EPOCHS = 3
+BATCH = 32
+
+
+def pairs() -> tuple[PairTensors, PairTensors, PairTensors]:
+    """(train, val, elite) rows of the crash test: the same in every process."""
+    data = tensors_from_table(pair_table(n=3300, audio_dim=12, preset_dim=6, seed=3, weights=True))
+    train_rows, val = split_validation(data, 0.1)
+    return train_rows, val, tensors_from_table(pair_table(n=200, audio_dim=12, preset_dim=6, seed=4))
 
 
 def main(checkpoint_dir: Path, loss_log: Path, step_seconds: float) -> None:
     torch.set_num_threads(1)
-    data = tensors_from_table(pair_table(n=3300, audio_dim=12, preset_dim=6, seed=3, weights=True))
-    train_rows, val = split_validation(data, 0.1)
-    elite = tensors_from_table(pair_table(n=200, audio_dim=12, preset_dim=6, seed=4))
-    assert -(-len(train_rows) // 32) == STEPS_PER_EPOCH
+    train_rows, val, elite = pairs()
     torch.manual_seed(1)
     model = CouplingNet(12, 6, hidden_dim=32, embed_dim=8)
     config = TrainConfig(
-        epochs=EPOCHS, batch_size=32, learning_rate=3e-3, weight_decay=1e-2, seed=7, checkpoint_every=25,
+        epochs=EPOCHS, batch_size=BATCH, learning_rate=3e-3, weight_decay=1e-2, seed=7, checkpoint_every=25,
         checkpoint_keep=5, checkpoint_dir=checkpoint_dir, identity="crash-test", control_poll_seconds=0.0,
         warmup_steps=20, loss_log=loss_log,
     )
