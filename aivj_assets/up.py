@@ -98,9 +98,25 @@ def _ready(url: str) -> bool:
         return False
 
 
+def init_storage(home: Path) -> None:
+    """Create the instance's SQLite storages now, in this process.
+
+    Started on a fresh DAGSTER_HOME, the webserver and the daemon would both create and stamp
+    the same databases at once, and one of them can fail on the race ("table alembic_version
+    already exists").
+    """
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.get_runs(limit=1)
+        instance.all_instigator_state()
+        instance.get_latest_materialization_event(dg.AssetKey("raw_pairs"))
+
+
 def run_up(settings: Settings, *, host: str = "127.0.0.1", port: int = 3000) -> int:
     """Run the webserver and the daemon until Ctrl-C/SIGTERM (0) or until one dies (non-zero)."""
     home = ensure_instance(settings)
+    init_storage(home)
     env = dict(os.environ, DAGSTER_HOME=str(home))
     url = ui_url(host, port)
     print(f"aivj up: instance {home}", flush=True)

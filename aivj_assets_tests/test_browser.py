@@ -25,7 +25,7 @@ import pytest
 import requests
 
 from aivj_assets_tests.test_tour import SMALL_TRAINING
-from aivj_assets_tests.test_up import free_port
+from aivj_assets_tests.test_up import free_port, kill_up
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("AIVJ_CHROMIUM", "/usr/bin/chromium")
@@ -193,8 +193,7 @@ def platform_ui(tmp_path_factory):
             wait_for("the webserver", ready, timeout=120)
             yield settings, result, port
         finally:
-            os.killpg(up.pid, signal.SIGKILL)  # the webserver, the daemon and any run they launched
-            up.wait(timeout=30)
+            kill_up(up, {})  # the webserver, the daemon and any run they launched
 
 
 @pytest.mark.timeout(400)

@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-START_TIMEOUT = 120.0
+START_TIMEOUT = 240.0  # generous: CI machines are small and shared
 
 
 def free_port() -> int:
@@ -74,11 +74,31 @@ def _wait_running(proc: subprocess.Popen, port: int, log: Path) -> dict[str, psu
     raise AssertionError(f"aivj up did not come up in {START_TIMEOUT}s:\n{log.read_text()}")
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+INSTIGATORS_QUERY = """{ repositoriesOrError { ... on RepositoryConnection { nodes {
+  sensors { name sensorState { status } } schedules { name scheduleState { status } } } } } }"""
+
+
+def _instigator_states(port: int) -> dict[str, str]:
+    """Every sensor's and schedule's status, as the webserver's GraphQL API reports it."""
+    import requests
+
+    body = requests.post(f"http://127.0.0.1:{port}/graphql", json={"query": INSTIGATORS_QUERY}, timeout=60).json()
+    assert "errors" not in body, body
+    states = {}
+    for repo in body["data"]["repositoriesOrError"]["nodes"]:
+        states.update({s["name"]: s["sensorState"]["status"] for s in repo["sensors"]})
+        states.update({s["name"]: s["scheduleState"]["status"] for s in repo["schedules"]})
+    return states
+
+
+def kill_up(proc: subprocess.Popen, seen: dict[str, psutil.Process]) -> None:
+    """Kill ``aivj up`` and its children's process groups (they run in sessions of their own)."""
+    pids = {p.pid for p in seen.values()} | {p.pid for p in _children_safe(proc)}
+    for pid in [proc.pid, *pids]:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
     proc.wait(timeout=30)
 
 
@@ -94,14 +114,20 @@ def test_up_serves_the_ui_runs_the_daemon_and_stops_both_on_sigterm(aivj_env, tm
     port = free_port()
     log = tmp_path / "up.log"
     proc = _start_up(port, log)
+    children: dict[str, psutil.Process] = {}
     try:
-        children = _wait_running(proc, port, log)
+        children.update(_wait_running(proc, port, log))
         # The instance it serves is the project's, created from the template.
         assert (aivj_env.dagster_home / "dagster.yaml").is_file()
         deadline = time.monotonic() + 30
         while "ready at" not in log.read_text() and time.monotonic() < deadline:
             time.sleep(0.5)
         assert f"Dagster UI ready at http://127.0.0.1:{port}" in log.read_text()
+
+        # Sensors and the schedule are on: the UI shows them running under this daemon.
+        states = _instigator_states(port)
+        assert "nightly_training" in states and "resource_watch" in states, states
+        assert set(states.values()) == {"RUNNING"}, states
 
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(timeout=60) == 0, log.read_text()
@@ -110,9 +136,7 @@ def test_up_serves_the_ui_runs_the_daemon_and_stops_both_on_sigterm(aivj_env, tm
         assert not _answers(f"http://127.0.0.1:{port}/server_info")
         assert "did not stop" not in log.read_text(), "both children should stop on SIGTERM, unkilled"
     finally:
-        _kill_group(proc)
-        for child in _children_safe(proc):
-            child.kill()
+        kill_up(proc, children)
 
 
 def _children_safe(proc: subprocess.Popen) -> list[psutil.Process]:
@@ -127,8 +151,9 @@ def test_up_reports_a_child_that_dies_and_stops_the_other(aivj_env, tmp_path):
     port = free_port()
     log = tmp_path / "up.log"
     proc = _start_up(port, log)
+    children: dict[str, psutil.Process] = {}
     try:
-        children = _wait_running(proc, port, log)
+        children.update(_wait_running(proc, port, log))
         children["webserver"].kill()  # SIGKILL: the webserver dies on its own
         code = proc.wait(timeout=60)
         assert code != 0
@@ -136,4 +161,4 @@ def test_up_reports_a_child_that_dies_and_stops_the_other(aivj_env, tmp_path):
         assert "dagster-webserver exited with code -9" in text, text
         assert _gone(children["daemon"]), "the daemon must not outlive the webserver"
     finally:
-        _kill_group(proc)
+        kill_up(proc, children)
