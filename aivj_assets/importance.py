@@ -14,7 +14,7 @@ from torch import nn
 
 from aivj_assets.settings import Settings
 
-MAX_ROWS = 5000  # rows scored: enough for a stable ranking, bounded cost on any corpus
+MAX_ROWS = 2000  # rows scored: a stable top-10 ranking at a few seconds for the default model on 2 cores
 MAX_BATCH_ROWS = 65536  # permuted rows scored per forward pass
 
 
