@@ -360,10 +360,11 @@ class _Trainer:
             f"{record['val_loss']:.4f}, val acc {record['val_accuracy']:.4f}, val F1 {record['val_f1']:.4f}, "
             f"elite acc {e:.4f}, {record['seconds']:.1f}s"
         )
-        r.epoch, r.pos, r.finished = r.epoch + 1, 0, False
+        r.epoch, r.pos = r.epoch + 1, 0
+        r.finished = r.epoch >= cfg.epochs  # the last epoch's checkpoint is also the final one
         r.epoch_loss_sum, r.epoch_loss_count, r.epoch_seconds = 0.0, 0, 0.0
         self.epoch_t0 = time.monotonic()
-        self._save()
+        self._save(status="finished" if r.finished else "running")
 
     def _result(self, status: str) -> TrainResult:
         r = self.run_
