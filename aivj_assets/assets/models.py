@@ -75,8 +75,14 @@ def epoch_table(history: list[dict[str, Any]]) -> str:
 
 
 def extra_metadata(settings: Settings, version: str) -> dict[str, Any]:
-    """More metadata for a registered candidate (the place for feature importances)."""
-    return {}
+    """Top-10 permutation feature importances of a registered candidate on its validation rows."""
+    from aivj_assets.importance import importance_for_version, importance_markdown
+
+    items = importance_for_version(settings, version, top=10, seed=settings.seed)
+    out: dict[str, Any] = {"feature_importance": dg.MetadataValue.md(importance_markdown(items))}
+    if items:
+        out["top_feature"] = items[0][0]
+    return out
 
 
 def _stage_output(context: AssetExecutionContext, settings: Settings, result) -> Iterator[Any]:

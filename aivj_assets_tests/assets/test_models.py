@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import dagster as dg
 import pytest
@@ -52,6 +53,11 @@ def _first_run_then_incremental(settings, dagster_instance, bot: BotApi) -> None
     for key in ("val_accuracy", "elite_accuracy", "f1", "val_loss", "duration"):
         assert isinstance(full[key], float)
     assert full["samples_trained"] > 0 and "| epoch |" in full["epochs"]
+    # Top-10 permutation importances, named by input column, ranked by accuracy drop.
+    ranked = re.findall(r"^\| (\d+) \| `((?:audio|preset)\[\d+\])` \| ([+-]\d\.\d{4}) \|$", full["feature_importance"], re.M)
+    assert [int(r[0]) for r in ranked] == list(range(1, 11)) and full["top_feature"] == ranked[0][1]
+    drops = [float(r[2]) for r in ranked]
+    assert drops == sorted(drops, reverse=True) and drops[0] > 0
     checks = check_results(result)
     assert all(checks[f"full_model:{g}"].passed for g in GATES[:5])
     assert checks["full_model:beats_champion"].metadata["value"].value == "no champion"
