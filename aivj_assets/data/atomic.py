@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 
 def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
@@ -36,6 +37,11 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 def write_text_atomic(path: Path, text: str) -> None:
     """Replace ``path`` with UTF-8 ``text`` atomically."""
     write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json_atomic(path: Path, payload: Any, *, indent: int = 2) -> None:
+    """Replace ``path`` with ``payload`` as sorted, indented JSON, atomically."""
+    write_text_atomic(path, json.dumps(payload, indent=indent, sort_keys=True))
 
 
 def create_exclusive(path: Path, data: bytes) -> bool:

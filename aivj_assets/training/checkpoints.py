@@ -8,9 +8,7 @@ latest checkpoint. The loop only asks this manager; it never touches the files i
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -18,25 +16,11 @@ from typing import Any
 
 import torch
 
+from aivj_assets.data.atomic import write_json_atomic
 from aivj_assets.training.model import UnsafeWeightsError, atomic_torch_save, safe_load
 
 STATE_FILE = "train_state.json"
 _STEP_FILE = re.compile(r"^step_(\d+)\.pth$")
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """JSON to a temporary file in the same folder, fsync, rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class CheckpointManager:

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from aivj_assets.data.atomic import write_atomic
 from aivj_assets.settings import Settings
 
 
@@ -115,18 +114,7 @@ def file_sha256(path: str | Path) -> str:
 
 def atomic_torch_save(path: str | Path, obj: Any) -> None:
     """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(Path(path), lambda f: torch.save(obj, f))
 
 
 def save_state_dict(path: str | Path, state_dict: dict[str, Tensor]) -> str:
