@@ -47,3 +47,17 @@ def test_masks_follow_the_two_halves_of_the_hash() -> None:
     # Growing the corpus never moves an existing row to the other side.
     more = hashes + row_hashes(*_rows(500, seed=2))
     assert (validation_mask(more, 0.1)[: len(hashes)] == val).all()
+
+
+def test_drift_summary_counts_each_feature_like_searchsorted() -> None:
+    """The all-features-at-once binning equals numpy's searchsorted per feature."""
+    from aivj_assets.data.drift import BINS, decile_edges, summarise
+
+    audio, preset, _ = _rows(30_000, seed=3)  # more than SAMPLE_ROWS: the evenly spaced sample
+    edges = decile_edges(audio[:5000], preset[:5000])
+    got = summarise(audio, preset, edges)
+    step = 2
+    features = np.concatenate([audio[::step], preset[::step]], axis=1)
+    want = [np.bincount(np.searchsorted(np.asarray(e), features[:, j], side="right"), minlength=BINS).tolist()
+            for j, e in enumerate(edges)]
+    assert got == {"rows": 15_000, "counts": want}
