@@ -47,3 +47,26 @@ def dagster_instance(aivj_env) -> Iterator:
     ensure_instance(aivj_env)
     with dg.DagsterInstance.get() as instance:
         yield instance
+
+
+@pytest.fixture
+def bot_api():
+    """A real HTTP server on 127.0.0.1 speaking the Telegram Bot API subset we use."""
+    from aivj_assets_tests.resources.loopback import TOKEN, BotApi
+
+    api = BotApi(TOKEN)
+    try:
+        yield api
+    finally:
+        api.close()
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test: CI has two cores shared by the whole suite."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import dagster as dg
 import pytest
@@ -21,18 +20,9 @@ from aivj_assets.registry import Registry
 from aivj_assets.resources.control import PauseFlag
 from aivj_assets.resources.monitor import Readings, SystemMonitor
 from aivj_assets.resources.wiring import SystemMonitorResource
-from aivj_assets_tests.resources.loopback import OWNER, TOKEN, BotApi, telegram_env
+from aivj_assets_tests.resources.loopback import OWNER, BotApi, telegram_env
 
 STRANGER = 666
-
-
-@pytest.fixture
-def bot_api() -> Iterator[BotApi]:
-    api = BotApi(TOKEN)
-    try:
-        yield api
-    finally:
-        api.close()
 
 
 @pytest.fixture

@@ -7,18 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from aivj_assets_tests.resources.loopback import TOKEN, BotApi, SmtpSink, telegram_env
+from aivj_assets_tests.resources.loopback import BotApi, SmtpSink, telegram_env
 
 SMTP_PASSWORD = "hunter2-smtp-pass"
-
-
-@pytest.fixture
-def bot_api() -> Iterator[BotApi]:
-    api = BotApi(TOKEN)
-    try:
-        yield api
-    finally:
-        api.close()
 
 
 @pytest.fixture

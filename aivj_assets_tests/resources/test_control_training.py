@@ -19,11 +19,8 @@ T0 = datetime(2026, 3, 1, 18, 0, tzinfo=timezone.utc)  # 02:00 in the owner's GM
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_torch_thread):
+    """Real training here runs with one torch thread (the root conftest's fixture)."""
 
 
 class StepClock:
