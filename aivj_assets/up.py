@@ -65,28 +65,31 @@ def _start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, start_new_session=True)
 
 
+def _signal(proc: subprocess.Popen, sig: int) -> None:
+    """Send ``sig`` to a child's whole process group; gone is fine.
+
+    Windows has no process groups to signal: there both steps end the child
+    (``terminate`` and ``kill`` are the same call there).
+    """
+    if os.name == "nt":
+        proc.terminate()
+        return
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
 def _stop(name: str, proc: subprocess.Popen) -> None:
     """Ask a child to stop, then kill its whole group if it does not within the grace time."""
     if proc.poll() is not None:
         return
-    if os.name == "nt":
-        proc.terminate()
-    else:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
+    _signal(proc, signal.SIGTERM)
     try:
         proc.wait(timeout=STOP_GRACE_SECONDS)
     except subprocess.TimeoutExpired:
         print(f"aivj up: {name} did not stop in {STOP_GRACE_SECONDS:.0f}s; killing it", flush=True)
-        if os.name == "nt":
-            proc.kill()
-        else:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        _signal(proc, getattr(signal, "SIGKILL", signal.SIGTERM))
         proc.wait()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+import dagster as dg
 import pytest
 
 from aivj_assets.registry import Registry
@@ -41,7 +42,7 @@ def test_paused_run_waits_then_finishes_from_its_checkpoint(aivj_env, dagster_in
 
     resumer = threading.Thread(target=owner_resumes_later, daemon=True)
     resumer.start()
-    result = run_job(dagster_instance, "full_training", asset_selection=[_key("elite_set"), _key("warmed_model")])
+    result = run_job(dagster_instance, "full_training", asset_selection=[dg.AssetKey("elite_set"), dg.AssetKey("warmed_model")])
     resumer.join(timeout=5)
 
     assert seen_waiting.is_set(), "the paused stage never checkpointed"
@@ -51,8 +52,3 @@ def test_paused_run_waits_then_finishes_from_its_checkpoint(aivj_env, dagster_in
     assert Registry(settings.models_dir).meta(warmed["version"])["stage"] == "warmup"
     assert flag.state().paused is False
 
-
-def _key(name: str):
-    import dagster as dg
-
-    return dg.AssetKey(name)
