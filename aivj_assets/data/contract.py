@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
-from aivj_assets.data.split import row_hashes
+from aivj_assets.data.split import row_hash_array
 from aivj_assets.settings import Settings
 
 PAIR_SCHEMA = pa.schema(
@@ -110,33 +110,60 @@ def read_pairs(path: Path, data: bytes, settings: Settings, lineage: dict | None
 # --- vectorised path ------------------------------------------------------------------
 
 
+class _Marks:
+    """Which rows are bad and why: the first reason given for a row is the one kept.
+
+    Reasons are built only for newly bad rows, so a clean file costs a few array passes.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.bad = np.zeros(n, bool)
+        self.why: dict[int, str] = {}
+
+    def __call__(self, mask: np.ndarray, reason) -> None:
+        new = mask & ~self.bad
+        if not new.any():
+            return
+        for i in np.flatnonzero(new).tolist():
+            self.why[i] = reason(i) if callable(reason) else reason
+        self.bad |= new
+
+
+@dataclass
+class _Vectors:
+    """One list column as flat float32 ``values`` with ``offsets``, per-row lengths (-1 if null)."""
+
+    lengths: np.ndarray
+    offsets: np.ndarray
+    values: np.ndarray
+
+
 def _validate_table(
     path: Path, t: pa.Table, settings: Settings, lineage: dict | None, line_numbers: list[int] | None
 ) -> FileRows:
     n = t.num_rows
-    reasons: list[str | None] = [None] * n
-
-    def mark(mask: np.ndarray, reason) -> None:
-        for i in np.flatnonzero(mask):
-            if reasons[i] is None:
-                reasons[i] = reason(i) if callable(reason) else reason
-
-    vectors = {}
+    mark = _Marks(n)
+    vectors: dict[str, _Vectors | None] = {}
     for name in (settings.audio_field, settings.preset_field):
         if name not in t.column_names:
             mark(np.ones(n, bool), f"missing field {name!r}")
             vectors[name] = None
             continue
-        arr = _list_of_float64(t[name], name)
-        missing = _is_null(arr)
-        mark(missing, f"missing field {name!r}")
-        lengths = pc.fill_null(pc.list_value_length(arr), -1).to_numpy(zero_copy_only=False)
+        arr = _list_of_float32(t[name], name)
         offsets = arr.offsets.to_numpy()
-        values = arr.values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
-        bad_cum = np.concatenate([[0], np.cumsum(~np.isfinite(values))])
-        nonfinite = (bad_cum[offsets[1:]] - bad_cum[offsets[:-1]]) > 0
-        mark(nonfinite & ~missing, f"{name} has NaN, Inf or null values")
-        vectors[name] = (lengths, offsets, values)
+        # Nulls inside a list become NaN here, so one finiteness test covers NaN, Inf (also a
+        # float64 beyond float32's range) and null values.
+        values = arr.values.to_numpy(zero_copy_only=False)
+        lengths = np.diff(offsets)
+        missing = _is_null(arr) if arr.null_count else np.zeros(n, bool)
+        if missing.any():
+            mark(missing, f"missing field {name!r}")
+            lengths = np.where(missing, -1, lengths)
+        if not np.isfinite(values[offsets[0] : offsets[-1]]).all():
+            bad_cum = np.concatenate([[0], np.cumsum(~np.isfinite(values))])
+            nonfinite = (bad_cum[offsets[1:]] - bad_cum[offsets[:-1]]) > 0
+            mark(nonfinite & ~missing, f"{name} has NaN, Inf or null values")
+        vectors[name] = _Vectors(lengths, offsets, values)
 
     labels = _labels(t, settings.label_field, n, mark)
     weights = np.ones(n, np.float32)
@@ -155,18 +182,20 @@ def _validate_table(
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             raise _NeedLinePath(f"field {settings.pair_id_field!r} is not a string") from None
 
-    audio_dim, preset_dim, wrong = _check_lengths(vectors, settings, lineage, reasons, mark)
-    good = np.array([r is None for r in reasons], bool)
-    idx = np.flatnonzero(good)
-    audio = _gather(vectors[settings.audio_field], idx, audio_dim)
-    preset = _gather(vectors[settings.preset_field], idx, preset_dim)
-    ids = pair_ids.take(pa.array(idx)) if pair_ids is not None else pa.nulls(len(idx), pa.string())
-    table = build_table(audio, preset, labels[idx], weights[idx], ids)
-    bad = [
-        BadRow(str(path), (line_numbers[i] if line_numbers else i + 1), reason)
-        for i, reason in enumerate(reasons)
-        if reason is not None
-    ]
+    audio_dim, preset_dim, wrong = _check_lengths(vectors, settings, lineage, mark)
+    if mark.bad.any():
+        idx = np.flatnonzero(~mark.bad)
+        labels, weights = labels[idx], weights[idx]
+        if pair_ids is not None:
+            pair_ids = pair_ids.take(pa.array(idx))
+    else:
+        idx = None
+    audio = _gather(vectors[settings.audio_field], idx, n, audio_dim)
+    preset = _gather(vectors[settings.preset_field], idx, n, preset_dim)
+    if pair_ids is None:
+        pair_ids = pa.nulls(len(labels), pa.string())
+    table = build_table(audio, preset, labels, weights, pair_ids)
+    bad = [BadRow(str(path), (line_numbers[i] if line_numbers else i + 1), reason) for i, reason in sorted(mark.why.items())]
     return FileRows(table, audio, preset, bad, audio_dim, preset_dim, wrong)
 
 
@@ -174,9 +203,12 @@ def _is_null(col) -> np.ndarray:
     return np.asarray(col.is_null().to_numpy(zero_copy_only=False), bool)
 
 
-def _list_of_float64(col: pa.ChunkedArray, name: str) -> pa.ListArray:
+def _list_of_float32(col: pa.ChunkedArray, name: str) -> pa.ListArray:
     try:
-        cast = pc.cast(col, pa.list_(pa.float64()))
+        # Not a "safe" cast: an integer beyond 2**24 or a float64 becomes the nearest float32,
+        # which is the normalisation itself; a value beyond float32's range becomes Inf and is
+        # refused as such.
+        cast = pc.cast(col, pa.list_(pa.float32()), safe=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         raise _NeedLinePath(f"field {name!r} is not a list of numbers") from None
     return pa.concat_arrays(cast.chunks) if cast.num_chunks != 1 else cast.chunk(0)
@@ -192,38 +224,45 @@ def _labels(t: pa.Table, name: str, n: int, mark) -> np.ndarray:
     if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_null(col.type)):
         raise _NeedLinePath(f"field {name!r} must be 0/1 or a boolean, found {col.type}")
     values = pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
-    missing = _is_null(col)
+    missing = _is_null(col) if col.null_count else np.zeros(n, bool)
     mark(missing, f"missing field {name!r}")
     mark(~missing & (values != 0) & (values != 1), lambda i: f"label must be 0/1 or a boolean, got {values[i]:g}")
-    return np.where(values == 1, 1, 0).astype(np.int8)
+    return (values == 1).astype(np.int8)
 
 
-def _check_lengths(vectors, settings: Settings, lineage, reasons, mark) -> tuple[int | None, int | None, int]:
+def _check_lengths(vectors, settings: Settings, lineage, mark: _Marks) -> tuple[int | None, int | None, int]:
     """Fix the vector lengths (the lineage's, or this file's most common pair) and mark others."""
     a = vectors[settings.audio_field]
     p = vectors[settings.preset_field]
     if a is None or p is None:
         return None, None, 0
-    ok = np.array([r is None for r in reasons], bool)
+    ok = ~mark.bad
     if lineage:
         dims = (int(lineage["audio_dim"]), int(lineage["preset_dim"]))
     else:
-        pairs = Counter(zip(a[0][ok].tolist(), p[0][ok].tolist(), strict=True))
-        if not pairs:
+        la, lp = a.lengths[ok], p.lengths[ok]
+        if not len(la):
             return None, None, 0
-        dims = pairs.most_common(1)[0][0]
-    wrong_a = ok & (a[0] != dims[0])
-    wrong_p = ok & (p[0] != dims[1])
-    mark(wrong_a, lambda i: f"{settings.audio_field} has {a[0][i]} values, lineage expects {dims[0]}")
-    mark(wrong_p, lambda i: f"{settings.preset_field} has {p[0][i]} values, lineage expects {dims[1]}")
+        if (la == la[0]).all() and (lp == lp[0]).all():
+            dims = (int(la[0]), int(lp[0]))
+        else:  # the most common pair, the first seen among equals
+            dims = Counter(zip(la.tolist(), lp.tolist(), strict=True)).most_common(1)[0][0]
+    wrong_a = ok & (a.lengths != dims[0])
+    wrong_p = ok & (p.lengths != dims[1])
+    mark(wrong_a, lambda i: f"{settings.audio_field} has {a.lengths[i]} values, lineage expects {dims[0]}")
+    mark(wrong_p, lambda i: f"{settings.preset_field} has {p.lengths[i]} values, lineage expects {dims[1]}")
     return dims[0], dims[1], int((wrong_a | wrong_p).sum())
 
 
-def _gather(vec, idx: np.ndarray, dim: int | None) -> np.ndarray:
-    if vec is None or dim is None or len(idx) == 0:
+def _gather(vec: _Vectors | None, idx: np.ndarray | None, n: int, dim: int | None) -> np.ndarray:
+    """The good rows' vectors as an ``[rows, dim]`` float32 matrix (``idx`` None: every row)."""
+    rows = n if idx is None else len(idx)
+    if vec is None or dim is None or rows == 0:
         return np.zeros((0, dim or 0), np.float32)
-    _, offsets, values = vec
-    return values[offsets[idx][:, None] + np.arange(dim)].astype(np.float32)
+    start = int(vec.offsets[0])
+    if idx is None:  # every row is good, so every row has ``dim`` values, back to back
+        return vec.values[start : start + n * dim].reshape(n, dim)
+    return vec.values[vec.offsets[idx][:, None] + np.arange(dim)]
 
 
 def build_table(audio: np.ndarray, preset: np.ndarray, labels: np.ndarray, weights: np.ndarray, pair_ids) -> pa.Table:
@@ -231,18 +270,18 @@ def build_table(audio: np.ndarray, preset: np.ndarray, labels: np.ndarray, weigh
     labels = np.asarray(labels, np.int8)
     return pa.table(
         {
-            "audio": _fixed_lists(audio),
-            "preset": _fixed_lists(preset),
+            "audio": fixed_lists(audio),
+            "preset": fixed_lists(preset),
             "label": pa.array(labels, pa.int8()),
             "weight": pa.array(np.asarray(weights, np.float32), pa.float32()),
-            "pair_id": pa.array(pair_ids, pa.string()) if not isinstance(pair_ids, pa.Array) else pair_ids,
-            "row_hash": pa.array(row_hashes(audio, preset, labels), pa.string()),
+            "pair_id": pair_ids if isinstance(pair_ids, (pa.Array, pa.ChunkedArray)) else pa.array(pair_ids, pa.string()),
+            "row_hash": row_hash_array(audio, preset, labels),
         },
         schema=PAIR_SCHEMA,
     )
 
 
-def _fixed_lists(matrix: np.ndarray) -> pa.ListArray:
+def fixed_lists(matrix: np.ndarray) -> pa.ListArray:
     n, dim = matrix.shape
     offsets = pa.array(np.arange(0, (n + 1) * dim, dim, dtype=np.int32)) if n else pa.array([0], pa.int32())
     return pa.ListArray.from_arrays(offsets, pa.array(np.ascontiguousarray(matrix, np.float32).ravel()))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import binascii
 
 import numpy as np
+import pyarrow as pa
 
 ROW_HASH_CHARS = 16  # hex characters: 64 bits, ample for millions of rows
 _CHUNK_ROWS = 4096
@@ -68,6 +69,14 @@ def row_hashes(audio: np.ndarray, preset: np.ndarray, labels: np.ndarray) -> lis
     values = row_hash_values(audio, preset, labels)
     text = values.astype(">u8").tobytes().hex()
     return np.frombuffer(text.encode("ascii"), dtype=f"S{ROW_HASH_CHARS}").astype(f"U{ROW_HASH_CHARS}").tolist()
+
+
+def row_hash_array(audio: np.ndarray, preset: np.ndarray, labels: np.ndarray) -> pa.StringArray:
+    """:func:`row_hashes` as an Arrow string column, built from two buffers (no Python strings)."""
+    values = row_hash_values(audio, preset, labels)
+    text = values.astype(">u8").tobytes().hex().encode("ascii")
+    offsets = np.arange(0, (len(values) + 1) * ROW_HASH_CHARS, ROW_HASH_CHARS, dtype=np.int32)
+    return pa.StringArray.from_buffers(len(values), pa.py_buffer(offsets), pa.py_buffer(text))
 
 
 def row_hash(audio: np.ndarray, preset: np.ndarray, label: int) -> str:
