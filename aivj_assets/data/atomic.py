@@ -12,6 +12,23 @@ from typing import Any, BinaryIO
 
 def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Write ``path`` through ``write(fileobj)`` into a temp file beside it, fsync, then rename."""
+    commit(stage(path, write), path)
+
+
+def commit(tmp: Path, path: Path) -> None:
+    """Rename a :func:`stage` file over ``path``: readers see the old file or the new one, never half."""
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def stage(path: Path, write: Callable[[BinaryIO], None]) -> Path:
+    """The first half of :func:`write_atomic`: a durable temp file beside ``path``, not yet renamed.
+
+    The caller renames it over ``path`` with ``os.replace`` (the commit) or unlinks it.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -20,7 +37,7 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        return Path(tmp)
     except BaseException:
         try:
             os.unlink(tmp)

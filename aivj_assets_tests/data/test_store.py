@@ -1,0 +1,64 @@
+"""The store's partition files: flat float columns on disk, PAIR_SCHEMA rows back, old files still read."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from aivj_assets.data.contract import PAIR_SCHEMA, build_table, read_pairs
+from aivj_assets.data.store import META_KEY, Store
+from aivj_assets_tests.data.helpers import rows, write_jsonl
+
+
+def _table(n: int = 40, seed: int = 0) -> pa.Table:
+    recs = rows(n, seed=seed)
+    ids = [None if i % 3 == 0 else f"id-{i}" for i in range(n)]
+    return build_table(np.array([r["audio"] for r in recs], np.float32), np.array([r["preset"] for r in recs], np.float32),
+                       np.array([r["label"] for r in recs]), np.linspace(0.5, 2.0, n, dtype=np.float32), ids)
+
+
+def test_a_partition_reads_back_as_the_rows_written(aivj_env):
+    store = Store(aivj_env)
+    table = _table()
+    store.write_partition("k-1", table, {"content_hash": "abc", "rows": 40})
+    back = store.read_partitions(["k-1"])
+    assert back.schema.equals(PAIR_SCHEMA) and back.equals(table)
+    assert store.partition_meta("k-1") == {"content_hash": "abc", "rows": 40}
+    on_disk = pq.read_schema(store.partition_path("k-1"))
+    # One plain, required float32 column per vector element; only pair_id may be null.
+    assert on_disk.names[:2] == ["audio[0]", "audio[1]"] and "preset[23]" in on_disk.names and "audio" not in on_disk.names
+    assert on_disk.field("audio[5]").type == pa.float32() and not on_disk.field("audio[5]").nullable
+    assert on_disk.field("pair_id").nullable and not on_disk.field("row_hash").nullable
+    assert not list(store.raw_dir.glob(".*.tmp"))  # the staged temp file was renamed, not left behind
+
+
+def test_partitions_of_both_layouts_read_together(aivj_env):
+    """A partition stored with list columns (the first layout) still reads, beside a new one."""
+    store = Store(aivj_env)
+    old, new = _table(25, seed=1), _table(30, seed=2)
+    store.raw_dir.mkdir(parents=True)
+    pq.write_table(old.replace_schema_metadata({META_KEY: json.dumps({"content_hash": "old"}).encode()}),
+                   store.partition_path("a-old"))
+    store.write_partition("b-new", new, {"content_hash": "new"})
+    both = store.read_partitions()
+    assert both.schema.equals(PAIR_SCHEMA) and both.equals(pa.concat_tables([old, new]))
+    assert store.partition_meta("a-old") == {"content_hash": "old"}
+
+
+def test_an_empty_partition_round_trips(aivj_env):
+    store = Store(aivj_env)
+    store.write_partition("empty", PAIR_SCHEMA.empty_table(), {"content_hash": "e"})
+    assert store.read_partitions(["empty"]).num_rows == 0
+
+
+def test_values_float32_cannot_hold_are_refused_and_large_integers_kept(aivj_env, tmp_path):
+    good = rows(3)
+    huge = dict(good[1], audio=[1e39] + good[1]["audio"][1:])  # finite in JSON, Inf as float32
+    ints = dict(good[2], preset=[2**40 + 1] + [0] * 23)  # an integer beyond float32's exact range
+    out = read_pairs(p := write_jsonl(tmp_path / "range.jsonl", [good[0], huge, ints]), p.read_bytes(), aivj_env, None)
+    assert [(b.line, "NaN, Inf" in b.reason) for b in out.bad] == [(2, True)]
+    assert out.rows == 2 and out.preset[1, 0] == np.float32(2**40 + 1)
+    assert np.isfinite(out.audio).all()
