@@ -10,26 +10,36 @@ from __future__ import annotations
 import numpy as np
 
 BINS = 10
-SAMPLE_ROWS = 20_000  # bin shares of 20,000 evenly spaced rows are as good as all of them
+# Rows summarised per file, evenly spaced. Two samples of one distribution differ by a PSI of
+# about (BINS - 1) / rows per feature, 0.002 at 4,096 rows: a hundred times under the warning
+# threshold (0.25), so more rows would buy nothing but time.
+SAMPLE_ROWS = 4096
+
+
+def _sample(audio: np.ndarray, preset: np.ndarray) -> np.ndarray:
+    """At most SAMPLE_ROWS evenly spaced rows of both vectors side by side, as float64."""
+    step = max(1, -(-audio.shape[0] // SAMPLE_ROWS))
+    return np.concatenate([audio[::step], preset[::step]], axis=1).astype(np.float64)
 
 
 def decile_edges(audio: np.ndarray, preset: np.ndarray) -> list[list[float]]:
     """Inner bin edges (BINS - 1 per feature) from the deciles of a first file's features."""
-    features = np.concatenate([audio, preset], axis=1).astype(np.float64)
-    qs = np.quantile(features, np.linspace(0, 1, BINS + 1)[1:-1], axis=0).T
+    qs = np.quantile(_sample(audio, preset), np.linspace(0, 1, BINS + 1)[1:-1], axis=0).T
     return qs.tolist()
 
 
 def summarise(audio: np.ndarray, preset: np.ndarray, edges: list[list[float]]) -> dict:
     """Per-feature bin counts over ``edges`` (of at most SAMPLE_ROWS evenly spaced rows)."""
-    step = max(1, -(-audio.shape[0] // SAMPLE_ROWS))
-    features = np.concatenate([audio[::step], preset[::step]], axis=1)
-    columns = np.ascontiguousarray(features.T)  # one contiguous row per feature: 3x faster search
-    counts = [
-        np.bincount(np.searchsorted(np.asarray(e), columns[j], side="right"), minlength=BINS).tolist()
-        for j, e in enumerate(edges)
-    ]
-    return {"rows": int(features.shape[0]), "counts": counts}
+    features = _sample(audio, preset)
+    rows, width = features.shape
+    inner = np.asarray(edges, np.float64).reshape(width, BINS - 1)
+    # A value's bin is the number of edges at or below it (searchsorted's side="right"),
+    # counted for every feature at once, one edge at a time.
+    bins = np.zeros(features.shape, np.int64)
+    for k in range(BINS - 1):
+        bins += features >= inner[:, k]
+    counts = np.bincount((bins + BINS * np.arange(width)).ravel(), minlength=BINS * width)
+    return {"rows": int(rows), "counts": counts.reshape(width, BINS).tolist()}
 
 
 def psi(new: dict, reference: list[dict]) -> dict:
