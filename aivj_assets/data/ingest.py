@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,31 +52,46 @@ def ingest_partition(settings: Settings, key: str) -> IngestReport:
     base = {"partition": key, "source_path": str(path), "source_rel": entry["path"], "content_hash": entry["hash"],
             "size": entry["size"], "mtime_ns": entry["mtime_ns"], "inode": entry["inode"],
             "registered_seq": entry["seq"], "time": now_iso()}
-    try:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest") as helper:
         try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise DataFileError(f"{path}: cannot read the file: {exc.strerror or exc}") from None
-        content_hash = hashlib.sha256(data).hexdigest()
-        if content_hash != entry["hash"]:
-            raise DataFileError(
-                f"{path}: content changed since it was registered (sha256 {content_hash[:12]}, expected "
-                f"{entry['hash'][:12]}); the new content is ingested as its own partition"
-            )
-        lineage = store.lineage()
-        result = read_pairs(path, data, settings, lineage)
-        if lineage is None and result.audio_dim is not None:
-            lineage = store.fix_lineage(result.audio_dim, result.preset_dim)
-            if (lineage["audio_dim"], lineage["preset_dim"]) != (result.audio_dim, result.preset_dim):
-                result = read_pairs(path, data, settings, lineage)  # another file fixed it first
-    except DataFileError as exc:
-        store.write_failure(key, {**base, "reason": str(exc)})
-        raise
-    drift_report = _drift(store, key, result)
-    quarantine = store.write_quarantine(key, result.bad)
-    labels = result.table.column("label").to_numpy()
-    meta = {**base, "rows": result.rows, "bad_rows": len(result.bad)}
-    store.write_partition(key, result.table, meta)
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise DataFileError(f"{path}: cannot read the file: {exc.strerror or exc}") from None
+            # sha256 and pyarrow release the GIL: the file is hashed while it is parsed.
+            hashing = helper.submit(lambda: hashlib.sha256(data).hexdigest())
+            lineage = store.lineage()
+            try:
+                result, unreadable = read_pairs(path, data, settings, lineage), None
+            except DataFileError as exc:
+                result, unreadable = None, exc
+            content_hash = hashing.result()
+            if content_hash != entry["hash"]:
+                raise DataFileError(
+                    f"{path}: content changed since it was registered (sha256 {content_hash[:12]}, expected "
+                    f"{entry['hash'][:12]}); the new content is ingested as its own partition"
+                )
+            if unreadable is not None:
+                raise unreadable
+            if lineage is None and result.audio_dim is not None:
+                lineage = store.fix_lineage(result.audio_dim, result.preset_dim)
+                if (lineage["audio_dim"], lineage["preset_dim"]) != (result.audio_dim, result.preset_dim):
+                    result = read_pairs(path, data, settings, lineage)  # another file fixed it first
+        except DataFileError as exc:
+            store.write_failure(key, {**base, "reason": str(exc)})
+            raise
+        meta = {**base, "rows": result.rows, "bad_rows": len(result.bad)}
+        # The Parquet file is encoded and made durable while the drift summary and quarantine
+        # are written; it is renamed into place last, so its presence means the partition is whole.
+        staging = helper.submit(store.stage_partition, key, result.table, meta)
+        try:
+            drift_report = _drift(store, key, result)
+            quarantine = store.write_quarantine(key, result.bad)
+        except BaseException:
+            staging.add_done_callback(lambda done: done.exception() or done.result().unlink(missing_ok=True))
+            raise
+        labels = result.table.column("label").to_numpy()
+        store.commit_partition(key, staging.result())
     return IngestReport(
         partition=key,
         source_path=str(path),
