@@ -72,8 +72,20 @@ class CouplingNet(nn.Module):
         return True
 
     def forward(self, audio: Tensor, preset: Tensor) -> Tensor:
-        a = self.audio_tower(self.audio_scale(audio))
-        p = self.preset_tower(self.preset_scale(preset))
+        return self.couple(self.embed_audio(audio), self.embed_preset(preset))
+
+    # The towers never see each other's input, so a caller that changes only one side
+    # (permutation importance) embeds the other side once and reuses it.
+    def embed_audio(self, audio: Tensor) -> Tensor:
+        """The audio tower's embedding of raw audio features."""
+        return self.audio_tower(self.audio_scale(audio))
+
+    def embed_preset(self, preset: Tensor) -> Tensor:
+        """The preset tower's embedding of raw preset features."""
+        return self.preset_tower(self.preset_scale(preset))
+
+    def couple(self, a: Tensor, p: Tensor) -> Tensor:
+        """The coupling logit of an audio embedding and a preset embedding."""
         return self.head(torch.cat([a, p, a * p, a - p], dim=-1)).squeeze(-1)
 
 
