@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from aivj_assets.data.split import validation_mask
 from aivj_assets.data.store import Store
+from aivj_assets.importance import TOP_FEATURES, permutation_importance
 from aivj_assets.registry import Registry
 from aivj_assets.settings import Settings
 from aivj_assets.training.dataset import PairTensors, elite_parts, tensors_from_table
@@ -66,6 +67,15 @@ def corpus_split(settings: Settings, keys: list[str] | None = None) -> tuple[Pai
     return tensors_from_table(train_t, "store"), tensors_from_table(val_t, "store")
 
 
+def validation_rows(settings: Settings, keys: list[str] | None = None) -> PairTensors:
+    """The validation tensors of the stored partitions ``keys``; training rows stay untouched."""
+    table = Store(settings).read_partitions(keys)
+    if table.num_rows == 0:
+        return tensors_from_table(table, "store")
+    val = validation_mask(table.column("row_hash").to_numpy(zero_copy_only=False), settings.val_fraction)
+    return tensors_from_table(table.filter(pa.array(val)), "store")
+
+
 def elite_split(settings: Settings) -> tuple[PairTensors, PairTensors]:
     """(warm-up, judge) parts of the stored elite set."""
     return elite_parts(Store(settings).elite_table(), str(Store(settings).elite_path()))
@@ -107,6 +117,7 @@ def _train_stage(settings: Settings, registry: Registry, *, stage: str, parent: 
     if result.status != "finished":
         return out
     m = result.metrics
+    importance = _importance(settings, model, result.state_dict, val)
     out.metrics = {"val_accuracy": m.get("val_accuracy"), "elite_accuracy": m.get("elite_accuracy"),
                    "f1": m.get("val_f1"), "val_loss": m.get("val_loss"), "precision": m.get("val_precision"),
                    "recall": m.get("val_recall"), "best_epoch": m.get("epoch"), "samples_trained": result.samples,
@@ -116,9 +127,21 @@ def _train_stage(settings: Settings, registry: Registry, *, stage: str, parent: 
         "data_partitions": partitions, "metrics": out.metrics, "history": result.history,
         "events": result.events, "rows": rows, "train_config": m.get("config"),
         "settings": settings.public_dict(), "run_id": run_id, "cmd_line": cmd_line,
-        "dims": {"audio_dim": data.audio_dim, "preset_dim": data.preset_dim}, **(extra_meta or {}),
+        "dims": {"audio_dim": data.audio_dim, "preset_dim": data.preset_dim},
+        **({"feature_importance": importance} if importance else {}), **(extra_meta or {}),
     })
     return out
+
+
+def _importance(settings: Settings, model, state_dict: dict[str, Any], val: PairTensors) -> list[list[Any]]:
+    """Top permutation importances of the weights being registered, on the validation rows
+    already in memory (the same rows ``importance_for_version`` would read back); [] if none."""
+    if len(val) == 0:
+        return []
+    model.load_state_dict(state_dict)  # the best epoch's weights: the ones registered
+    items = permutation_importance(model, val, top=TOP_FEATURES, seed=settings.seed,
+                                   audio_dim=val.audio_dim, preset_dim=val.preset_dim)
+    return [[name, drop] for name, drop in items]
 
 
 def _reused(registry: Registry, stage: str, version: str) -> StageResult:
@@ -146,8 +169,7 @@ def train_warmup(settings: Settings, registry: Registry, *, control=None, log=pr
     if found:
         log(f"warm-up {identity} already done: reusing {found}")
         return _reused(registry, "warmup", found)
-    keys = Store(settings).partitions()
-    _, val = corpus_split(settings, keys)
+    val = validation_rows(settings, Store(settings).partitions())
     return _train_stage(settings, registry, stage="warmup", parent=parent, identity=identity, data=warm, val=val,
                         elite=judge_part, partitions=[], data_hash=f"elite:{elite_hash}", control=control,
                         log=log, run_id=run_id, cmd_line=cmd_line)

@@ -76,9 +76,15 @@ def epoch_table(history: list[dict[str, Any]]) -> str:
 
 def extra_metadata(settings: Settings, version: str) -> dict[str, Any]:
     """Top-10 permutation feature importances of a registered candidate on its validation rows."""
-    from aivj_assets.importance import importance_for_version, importance_markdown
+    from aivj_assets.importance import TOP_FEATURES, importance_for_version, importance_markdown
 
-    items = importance_for_version(settings, version, top=10, seed=settings.seed)
+    # The stage scores them right after training, on the rows it holds, and records them
+    # with the version; a version registered without them (older, or reused) is scored here.
+    recorded = Registry(settings.models_dir).meta(version).get("feature_importance")
+    if recorded:
+        items = [(str(name), float(drop)) for name, drop in recorded]
+    else:
+        items = importance_for_version(settings, version, top=TOP_FEATURES, seed=settings.seed)
     out: dict[str, Any] = {"feature_importance": dg.MetadataValue.md(importance_markdown(items))}
     if items:
         out["top_feature"] = items[0][0]

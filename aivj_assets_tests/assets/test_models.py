@@ -8,6 +8,7 @@ import re
 import dagster as dg
 import pytest
 
+from aivj_assets.importance import importance_for_version
 from aivj_assets.registry import BEST_NAME, Registry
 from aivj_assets_tests.assets.corpus import (
     check_results,
@@ -58,6 +59,11 @@ def _first_run_then_incremental(settings, dagster_instance, bot: BotApi) -> None
     assert [int(r[0]) for r in ranked] == list(range(1, 11)) and full["top_feature"] == ranked[0][1]
     drops = [float(r[2]) for r in ranked]
     assert drops == sorted(drops, reverse=True) and drops[0] > 0
+    # The stage scored them on the weights it registered and the validation rows it held:
+    # the same ranking as scoring the registered version from its files and stored rows.
+    recorded = registry.meta(full_version)["feature_importance"]
+    assert [tuple(item) for item in recorded] == importance_for_version(settings, full_version, seed=settings.seed)
+    assert [name for name, _ in recorded] == [r[1] for r in ranked]
     checks = check_results(result)
     assert all(checks[f"full_model:{g}"].passed for g in GATES[:5])
     assert checks["full_model:beats_champion"].metadata["value"].value == "no champion"
