@@ -104,6 +104,36 @@ def warm_torch() -> float:
     return time.monotonic() - t0
 
 
+class OtherCpu:
+    """CPU seconds that other processes used since ``start()`` (Linux ``/proc/stat``; None elsewhere).
+
+    The machine is shared: a part whose wall time grew while others ran is flagged by this."""
+
+    def start(self) -> OtherCpu:
+        self.t0 = self._busy(), self._own()
+        return self
+
+    @staticmethod
+    def _busy() -> float | None:
+        try:
+            fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+        except (OSError, ValueError):
+            return None
+        user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+    @staticmethod
+    def _own() -> float:
+        t = os.times()
+        return t.user + t.system + t.children_user + t.children_system
+
+    def seconds(self) -> float | None:
+        busy = self._busy()
+        if busy is None or self.t0[0] is None:
+            return None
+        return max(0.0, (busy - self.t0[0]) - (self._own() - self.t0[1]))
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:
@@ -120,6 +150,10 @@ def machine() -> str:
     except ImportError:
         ram = "RAM unknown"
     return f"{os.cpu_count()} CPUs ({cpu}), {ram}, {platform.system()} {platform.release()}"
+
+
+def _secs(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.1f}s"
 
 
 def main() -> None:
@@ -149,13 +183,17 @@ def main() -> None:
               f"batch {s.batch_size}; {args.reps} repetitions, A and B interleaved")
         tours, engines = [], []
         for rep in range(args.reps):
+            other = OtherCpu().start()
             tours.append(run_tour(base / f"tour{rep}", corpus, args.pairs, args.elite))
-            load_a = os.getloadavg()[1]
+            load_a, other_a = os.getloadavg()[1], other.seconds()
+            other.start()
             engines.append(run_engine(base / f"tour{rep}" / "home", base / f"engine{rep}"))
-            load_b = os.getloadavg()[1]
+            load_b, other_b = os.getloadavg()[1], other.seconds()
             t, e = tours[-1], engines[-1]
-            # The machine may be shared: the 5-minute load average after each part says how much.
-            print(f"rep {rep}: load average (5 min) after tour {load_a:.1f}, after engine {load_b:.1f}")
+            # The machine may be shared: the 5-minute load average after each part, and the CPU
+            # seconds other processes took during it, say how much.
+            print(f"rep {rep}: load average (5 min) after tour {load_a:.1f}, after engine {load_b:.1f}; "
+                  f"CPU used by other processes during tour {_secs(other_a)}, during engine {_secs(other_b)}")
             print(f"rep {rep}: tour total {t['total']:.1f}s (ingest {t['ingest']:.1f}, job {t['job']:.1f}: "
                   f"elite_set {t.get('elite_set', 0):.1f}, warm-up {t['warmed_model']:.1f}, "
                   f"full {t['full_model']:.1f}, promotion {t['promoted_model']:.1f}); "
