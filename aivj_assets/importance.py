@@ -43,6 +43,14 @@ def _shuffled_copies(x: torch.Tensor, cols: torch.Tensor, perms: torch.Tensor) -
     return batch.view(k * n, x.shape[1])
 
 
+def _couple_fixed(model: nn.Module, varied: torch.Tensor, fixed: torch.Tensor, *, audio_varies: bool) -> torch.Tensor:
+    """Logits of stacked copies of one side's embeddings against the other side's fixed ones."""
+    if callable(getattr(model, "couple_with_fixed", None)):  # CouplingNet: the fixed side's head term once
+        return model.couple_with_fixed(varied, fixed, audio_varies=audio_varies)
+    k = varied.shape[0] // fixed.shape[0]
+    return model.couple(varied, fixed.repeat(k, 1)) if audio_varies else model.couple(fixed.repeat(k, 1), varied)
+
+
 @torch.no_grad()
 def permutation_importance(
     model: nn.Module,
@@ -59,8 +67,9 @@ def permutation_importance(
     ``data`` holds ``audio [N, A]``, ``preset [N, P]`` and ``label [N]`` tensors (a
     ``PairTensors``); at most ``max_rows`` rows, drawn with ``seed``, are scored. A model
     with ``embed_audio``/``embed_preset``/``couple`` (CouplingNet) embeds the side whose
-    columns stay put once and reuses it: every prediction is still the model's own on
-    the permuted rows, only the unchanged tower's repeated work is skipped.
+    columns stay put once and reuses it, and its head's share of that side too
+    (``couple_with_fixed``): every prediction is still the model's own on the permuted
+    rows (equal to its forward up to float rounding), only repeated work is skipped.
     """
     audio, preset, label = data.audio, data.preset, data.label
     if audio.shape[1] != audio_dim or preset.shape[1] != preset_dim:
@@ -103,9 +112,9 @@ def permutation_importance(
                 first = offset + start
                 shuffled = _shuffled_copies(audio if is_audio else preset, cols, perms[first : first + k])
                 if towers and is_audio:
-                    logits = model.couple(model.embed_audio(shuffled), p0.repeat(k, 1))
+                    logits = _couple_fixed(model, model.embed_audio(shuffled), p0, audio_varies=True)
                 elif towers:
-                    logits = model.couple(a0.repeat(k, 1), model.embed_preset(shuffled))
+                    logits = _couple_fixed(model, model.embed_preset(shuffled), a0, audio_varies=False)
                 elif is_audio:
                     logits = model(shuffled, preset.repeat(k, 1))
                 else:

@@ -88,6 +88,23 @@ class CouplingNet(nn.Module):
         """The coupling logit of an audio embedding and a preset embedding."""
         return self.head(torch.cat([a, p, a * p, a - p], dim=-1)).squeeze(-1)
 
+    def couple_with_fixed(self, varied: Tensor, fixed: Tensor, *, audio_varies: bool) -> Tensor:
+        """``couple`` of k stacked copies ``varied [k*n, E]`` of one side against the same
+        ``fixed [n, E]`` embeddings of the other side: logits ``[k*n]``.
+
+        The head's first layer is linear in its four blocks: W [a, p, a*p, a-p] =
+        (Wa + Wd) a + (Wp - Wd) p + Wm (a*p). The fixed side's term is computed once for
+        the n rows instead of k times: two E-wide products per row instead of one 4E-wide.
+        """
+        first = self.head[0]
+        n, e = fixed.shape
+        k = varied.shape[0] // n
+        w_a, w_p, w_m, w_d = first.weight.split(e, dim=1)
+        w_var, w_fix = (w_a + w_d, w_p - w_d) if audio_varies else (w_p - w_d, w_a + w_d)
+        pre = torch.addmm(((varied.view(k, n, e) * fixed).view(k * n, e)) @ w_m.T, varied, w_var.T)
+        pre = (pre.view(k, n, -1) + (torch.addmm(first.bias, fixed, w_fix.T))).view(k * n, -1)
+        return self.head[1:](pre).squeeze(-1)
+
 
 def _tower(in_dim: int, hidden_dim: int, embed_dim: int) -> nn.Sequential:
     return nn.Sequential(

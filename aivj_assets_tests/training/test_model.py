@@ -33,6 +33,21 @@ def test_default_couplingnet_is_about_a_million_parameters():
     assert logits.shape == (7,)
 
 
+def test_forward_is_towers_then_head_and_one_side_can_be_held_fixed():
+    torch.manual_seed(0)
+    model = CouplingNet(6, 5, hidden_dim=16, embed_dim=8).eval()
+    audio, preset = torch.randn(7, 6), torch.randn(7, 5)
+    a, p = model.embed_audio(audio), model.embed_preset(preset)
+    assert torch.equal(model(audio, preset), model.couple(a, p))
+    # Three stacked copies of one side against the other side's same rows: as couple() on repeats.
+    a3, p3 = model.embed_audio(torch.randn(21, 6)), model.embed_preset(torch.randn(21, 5))
+    with torch.no_grad():
+        assert torch.allclose(model.couple_with_fixed(a3, p, audio_varies=True), model.couple(a3, p.repeat(3, 1)),
+                              atol=1e-5)
+        assert torch.allclose(model.couple_with_fixed(p3, a, audio_varies=False), model.couple(a.repeat(3, 1), p3),
+                              atol=1e-5)
+
+
 def test_build_model_uses_settings_widths_and_factory(aivj_env):
     model = build_model(aivj_env.replace(hidden_dim=32, embed_dim=8), 10, 4)
     assert isinstance(model, CouplingNet) and model.head[0].in_features == 4 * 8
