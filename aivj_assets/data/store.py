@@ -3,7 +3,8 @@
 Layout under ``settings.store_dir``: ``raw_pairs/<key>.parquet`` (with the ingest facts in
 its schema metadata, so the ledger can be rebuilt from the store), ``raw_pairs/<key>.failed.json``
 for a file that could not be read, ``quarantine/<key>.jsonl`` for bad rows,
-``summaries/<key>.json`` for drift, ``elite_set.parquet`` and ``lineage.json``.
+``summaries/<key>.json`` caching the drift summary that each partition file also holds,
+``elite_set.parquet`` and ``lineage.json``.
 
 A partition file keeps one plain float32 column per vector element (``audio[0]`` ...
 ``preset[23]``) beside ``label``, ``weight``, ``pair_id`` and ``row_hash``: flat columns write
@@ -16,17 +17,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from aivj_assets.data.atomic import commit, create_exclusive, stage, write_atomic, write_text_atomic
+from aivj_assets.data.atomic import commit, create_exclusive, stage_by_name, write_atomic, write_text_atomic
 from aivj_assets.data.contract import PAIR_SCHEMA, BadRow, fixed_lists
 from aivj_assets.settings import Settings
 
 META_KEY = b"aivj"
+DRIFT_KEY = b"aivj_drift"  # the partition's drift summary (drift.summarise), in the file's footer
 LAYOUT_KEY = b"aivj_layout"  # {"audio_dim", "preset_dim"}: the file holds one column per vector element
 _PLAIN = ("label", "weight", "pair_id", "row_hash")
 
@@ -51,12 +54,26 @@ class Store:
 
     def write_partition(self, key: str, table: pa.Table, meta: dict) -> None:
         """Store partition ``key`` (a PAIR_SCHEMA table) atomically, with ``meta`` (source, hash, rows...)."""
-        self.commit_partition(key, self.stage_partition(key, table, meta))
+        self.commit_partition(key, self.stage_partition(key, file_table(table, meta)))
 
-    def stage_partition(self, key: str, table: pa.Table, meta: dict) -> Path:
-        """Encode partition ``key`` into a durable temp file beside its place, not yet visible."""
-        data = encode_partition(table, meta)
-        return stage(self.partition_path(key), lambda f: f.write(data))
+    def stage_partition(self, key: str, flat: pa.Table, drift_summary: Callable[[], dict | None] = lambda: None) -> Path:
+        """Write a :func:`file_table` into a durable temp file beside its place, not yet visible.
+
+        ``drift_summary()`` is called once the rows are written, so it may still be computing
+        meanwhile; its result goes into the file's footer.
+        """
+
+        def write(tmp: str) -> None:
+            # Random float features neither compress nor gain from dictionaries or statistics:
+            # written plain they cost a third of the default.
+            with pq.ParquetWriter(tmp, flat.schema, use_dictionary=False, compression="none",
+                                  write_statistics=["label", "weight"]) as writer:
+                writer.write_table(flat)
+                summary = drift_summary()
+                if summary is not None:
+                    writer.add_key_value_metadata({DRIFT_KEY: json.dumps(summary).encode("utf-8")})
+
+        return stage_by_name(self.partition_path(key), write)
 
     def commit_partition(self, key: str, staged: Path) -> None:
         """Rename a :meth:`stage_partition` file into place: the partition's commit point."""
@@ -65,8 +82,10 @@ class Store:
 
     def partition_meta(self, key: str) -> dict:
         """The ingest facts stored with partition ``key``."""
-        raw = pq.read_schema(self.partition_path(key)).metadata or {}
-        return json.loads(raw.get(META_KEY, b"{}"))
+        return json.loads(self._footer(key).get(META_KEY, b"{}"))
+
+    def _footer(self, key: str) -> dict:
+        return pq.read_metadata(self.partition_path(key)).metadata or {}
 
     def read_partitions(self, keys: list[str] | None = None) -> pa.Table:
         """The rows of ``keys`` (all stored partitions if None) as one table."""
@@ -118,18 +137,30 @@ class Store:
         return self.root / "summaries" / f"{key}.json"
 
     def write_summary(self, key: str, summary: dict) -> None:
-        write_text_atomic(self.summary_path(key), json.dumps(summary))
+        """Cache partition ``key``'s drift summary; the durable copy is in its partition file."""
+        write_text_atomic(self.summary_path(key), json.dumps(summary), durable=False)
 
     def summaries(self, exclude: str | None = None) -> list[dict]:
-        """Drift summaries of every stored partition except ``exclude``."""
-        folder = self.root / "summaries"
-        if not folder.is_dir():
-            return []
-        return [
-            json.loads(p.read_text("utf-8"))
-            for p in sorted(folder.glob("*.json"))
-            if p.stem != exclude and self.partition_path(p.stem).exists()
-        ]
+        """Drift summaries of every stored partition except ``exclude``.
+
+        Each comes from the cache beside the store, or, if that is missing or torn (it is
+        written without fsync), from the partition file's own metadata, and is cached again.
+        """
+        out = []
+        for key in self.partitions():
+            if key == exclude:
+                continue
+            try:
+                out.append(json.loads(self.summary_path(key).read_text("utf-8")))
+                continue
+            except (OSError, ValueError):
+                pass
+            raw = self._footer(key).get(DRIFT_KEY)
+            if raw is not None:
+                summary = json.loads(raw)
+                self.write_summary(key, summary)
+                out.append(summary)
+        return out
 
     def drift_edges(self, edges: list[list[float]]) -> list[list[float]]:
         """The fixed histogram edges of the lineage: the first caller's ``edges`` win."""
@@ -167,18 +198,11 @@ class Store:
 # --- partition file layout -----------------------------------------------------------
 
 
-def encode_partition(table: pa.Table, meta: dict) -> pa.Buffer:
-    """A PAIR_SCHEMA table as the bytes of a partition file, with ``meta`` in its schema metadata.
-
-    Random float features neither compress nor gain from dictionaries or statistics: written
-    plain they cost a third of the default. The file is built in memory and written in one
-    call, because Parquet's many small writes through a Python file object cost as much again.
-    """
-    flat = to_columns(table)
-    flat = flat.replace_schema_metadata({**flat.schema.metadata, META_KEY: json.dumps(meta, sort_keys=True).encode("utf-8")})
-    sink = pa.BufferOutputStream()
-    pq.write_table(flat, sink, use_dictionary=False, compression="none", write_statistics=["label", "weight"])
-    return sink.getvalue()
+def file_table(table: pa.Table, meta: dict) -> pa.Table:
+    """A PAIR_SCHEMA table in the partition file's layout, with ``meta`` in its schema metadata."""
+    audio, preset = _matrix(table.column("audio")), _matrix(table.column("preset"))
+    plain = {c: table.column(c) for c in _PLAIN}
+    return columns_table(transpose(audio, preset), audio.shape[1], plain, meta)
 
 
 def _matrix(column: pa.ChunkedArray) -> np.ndarray:
@@ -191,20 +215,29 @@ def _matrix(column: pa.ChunkedArray) -> np.ndarray:
     return values[offsets[0] : offsets[0] + n * dim].reshape(n, dim)
 
 
-def to_columns(table: pa.Table) -> pa.Table:
-    """A PAIR_SCHEMA table in the store's file layout: one float32 column per vector element."""
-    audio, preset = _matrix(table.column("audio")), _matrix(table.column("preset"))
-    # One transposed copy, then every column is a zero-copy view of one of its rows.
-    columns = np.ascontiguousarray(np.concatenate([audio, preset], axis=1).T)
-    names = [f"audio[{i}]" for i in range(audio.shape[1])] + [f"preset[{j}]" for j in range(preset.shape[1])]
-    arrays = [pa.array(columns[j]) for j in range(len(names))] + [table.column(c) for c in _PLAIN]
-    layout = json.dumps({"audio_dim": audio.shape[1], "preset_dim": preset.shape[1]}).encode("utf-8")
+def transpose(audio: np.ndarray, preset: np.ndarray) -> np.ndarray:
+    """``[audio_dim + preset_dim, rows]`` float32: one contiguous row per vector element."""
+    out = np.empty((audio.shape[1] + preset.shape[1], audio.shape[0]), np.float32)
+    out[: audio.shape[1]] = audio.T
+    out[audio.shape[1] :] = preset.T
+    return out
+
+
+def columns_table(columns: np.ndarray, audio_dim: int, plain: dict, meta: dict) -> pa.Table:
+    """The partition file's table: :func:`transpose`'s rows as columns, beside ``plain``
+    (label, weight, pair_id and row_hash arrays), with ``meta`` in its schema metadata."""
+    preset_dim = columns.shape[0] - audio_dim
+    names = [f"audio[{i}]" for i in range(audio_dim)] + [f"preset[{j}]" for j in range(preset_dim)]
+    arrays = [pa.array(columns[j]) for j in range(len(names))]  # zero-copy views
+    arrays += [pa.array(plain[c], PAIR_SCHEMA.field(c).type) if isinstance(plain[c], np.ndarray) else plain[c]
+               for c in _PLAIN]
+    layout = json.dumps({"audio_dim": audio_dim, "preset_dim": preset_dim}).encode("utf-8")
     # Every column but pair_id is required: Parquet then writes no definition levels, which
     # halves the write time of the float columns.
     schema = pa.schema(
         [pa.field(name, pa.float32(), nullable=False) for name in names]
         + [pa.field(f.name, f.type, nullable=f.name == "pair_id") for f in (PAIR_SCHEMA.field(c) for c in _PLAIN)],
-        metadata={LAYOUT_KEY: layout},
+        metadata={LAYOUT_KEY: layout, META_KEY: json.dumps(meta, sort_keys=True).encode("utf-8")},
     )
     return pa.Table.from_arrays(arrays, schema=schema)
 
