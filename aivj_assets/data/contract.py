@@ -52,23 +52,45 @@ class BadRow:
 
 @dataclass
 class FileRows:
-    """The outcome of reading one file: normalised good rows, bad rows and what was seen."""
+    """The outcome of reading one file: normalised good rows, bad rows and what was seen.
 
-    table: pa.Table
-    audio: np.ndarray  # [n, audio_dim] float32, the good rows (for summaries and drift)
-    preset: np.ndarray
+    The row hashes (and so :attr:`table`) are computed on first use, so a caller can run
+    them beside other work on the rows.
+    """
+
+    audio: np.ndarray  # [n, audio_dim] float32, the good rows
+    preset: np.ndarray  # [n, preset_dim] float32
+    labels: np.ndarray  # [n] int8, 0 or 1
+    weights: np.ndarray  # [n] float32
+    pair_ids: pa.Array | pa.ChunkedArray  # [n] strings or nulls
     bad: list[BadRow] = field(default_factory=list)
     audio_dim: int | None = None
     preset_dim: int | None = None
     wrong_length_rows: int = 0
+    _hashes: pa.StringArray | None = field(default=None, repr=False)
+    _table: pa.Table | None = field(default=None, repr=False)
 
     @property
     def rows(self) -> int:
-        return self.table.num_rows
+        return len(self.labels)
 
     @property
     def total_rows(self) -> int:
-        return self.table.num_rows + len(self.bad)
+        return self.rows + len(self.bad)
+
+    def row_hashes(self) -> pa.StringArray:
+        """Each good row's identity (:func:`aivj_assets.data.split.row_hash_array`)."""
+        if self._hashes is None:
+            self._hashes = row_hash_array(self.audio, self.preset, self.labels)
+        return self._hashes
+
+    @property
+    def table(self) -> pa.Table:
+        """The good rows as the normalised store table (:data:`PAIR_SCHEMA`)."""
+        if self._table is None:
+            self._table = build_table(self.audio, self.preset, self.labels, self.weights, self.pair_ids,
+                                      hashes=self.row_hashes())
+        return self._table
 
 
 class _NeedLinePath(Exception):
@@ -78,7 +100,7 @@ class _NeedLinePath(Exception):
 def read_pairs(path: Path, data: bytes, settings: Settings, lineage: dict | None) -> FileRows:
     """Validate the bytes of data file ``path``; raise DataFileError if it cannot be read at all."""
     suffix = Path(path).suffix.lower()
-    if not data.strip():
+    if not data or data.isspace():  # isspace stops at the first other byte; strip() would copy the file
         raise DataFileError(f"{path}: the file is empty")
     if suffix == ".parquet":
         try:
@@ -194,9 +216,8 @@ def _validate_table(
     preset = _gather(vectors[settings.preset_field], idx, n, preset_dim)
     if pair_ids is None:
         pair_ids = pa.nulls(len(labels), pa.string())
-    table = build_table(audio, preset, labels, weights, pair_ids)
     bad = [BadRow(str(path), (line_numbers[i] if line_numbers else i + 1), reason) for i, reason in sorted(mark.why.items())]
-    return FileRows(table, audio, preset, bad, audio_dim, preset_dim, wrong)
+    return FileRows(audio, preset, labels, weights, pair_ids, bad, audio_dim, preset_dim, wrong)
 
 
 def _is_null(col) -> np.ndarray:
@@ -265,7 +286,9 @@ def _gather(vec: _Vectors | None, idx: np.ndarray | None, n: int, dim: int | Non
     return vec.values[vec.offsets[idx][:, None] + np.arange(dim)]
 
 
-def build_table(audio: np.ndarray, preset: np.ndarray, labels: np.ndarray, weights: np.ndarray, pair_ids) -> pa.Table:
+def build_table(
+    audio: np.ndarray, preset: np.ndarray, labels: np.ndarray, weights: np.ndarray, pair_ids, hashes=None
+) -> pa.Table:
     """The normalised store table (:data:`PAIR_SCHEMA`) from 2-D float32 arrays and columns."""
     labels = np.asarray(labels, np.int8)
     return pa.table(
@@ -275,7 +298,7 @@ def build_table(audio: np.ndarray, preset: np.ndarray, labels: np.ndarray, weigh
             "label": pa.array(labels, pa.int8()),
             "weight": pa.array(np.asarray(weights, np.float32), pa.float32()),
             "pair_id": pair_ids if isinstance(pair_ids, (pa.Array, pa.ChunkedArray)) else pa.array(pair_ids, pa.string()),
-            "row_hash": row_hash_array(audio, preset, labels),
+            "row_hash": row_hash_array(audio, preset, labels) if hashes is None else hashes,
         },
         schema=PAIR_SCHEMA,
     )
@@ -334,11 +357,10 @@ def _read_lines(path: Path, data: bytes, settings: Settings, lineage: dict | Non
     bad.sort(key=lambda b: b.line)
     audio = np.array([r[0] for r in good], np.float32).reshape(len(good), dims[0] or 0)
     preset = np.array([r[1] for r in good], np.float32).reshape(len(good), dims[1] or 0)
-    table = build_table(
-        audio, preset, np.array([r[2] for r in good], np.int8), np.array([r[3] for r in good], np.float32),
-        [r[4] for r in good],
-    )
-    return FileRows(table, audio, preset, bad, dims[0], dims[1], wrong)
+    labels = np.array([r[2] for r in good], np.int8)
+    weights = np.array([r[3] for r in good], np.float32)
+    pair_ids = pa.array([r[4] for r in good], pa.string())
+    return FileRows(audio, preset, labels, weights, pair_ids, bad, dims[0], dims[1], wrong)
 
 
 def _record(obj: dict, f: Settings) -> tuple | str:

@@ -6,13 +6,15 @@ import hashlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from aivj_assets.data import drift
 from aivj_assets.data.contract import DataFileError, FileRows, read_pairs
 from aivj_assets.data.ledger import Ledger, now_iso
-from aivj_assets.data.store import Store
+from aivj_assets.data.split import hash_strings, row_hash_values
+from aivj_assets.data.store import Store, columns_table, transpose
 from aivj_assets.settings import Settings
 
 
@@ -80,18 +82,29 @@ def ingest_partition(settings: Settings, key: str) -> IngestReport:
         except DataFileError as exc:
             store.write_failure(key, {**base, "reason": str(exc)})
             raise
+        # The rest runs on two cores (NumPy, pyarrow and file I/O release the GIL). The helper
+        # transposes the vectors for the file layout, hashes half the rows, summarises them for
+        # drift, then measures drift and writes the quarantine. This thread hashes the other
+        # half, then writes the partition file, its footer holding the drift summary, and fsyncs
+        # it. The rename into place is last, so a partition file means a whole partition.
+        half = result.rows // 2
+        transposing = helper.submit(transpose, result.audio, result.preset)
+        upper = helper.submit(row_hash_values, result.audio[half:], result.preset[half:], result.labels[half:])
+        summarising = helper.submit(_summary, store, result)
+        lower = row_hash_values(result.audio[:half], result.preset[:half], result.labels[:half])
+        plain = {"label": result.labels, "weight": result.weights, "pair_id": result.pair_ids,
+                 "row_hash": hash_strings(np.concatenate([lower, upper.result()]))}
         meta = {**base, "rows": result.rows, "bad_rows": len(result.bad)}
-        # The Parquet file is encoded and made durable while the drift summary and quarantine
-        # are written; it is renamed into place last, so its presence means the partition is whole.
-        staging = helper.submit(store.stage_partition, key, result.table, meta)
+        drifting = helper.submit(lambda: _drift_and_quarantine(store, key, result, summarising.result()))
+        flat = columns_table(transposing.result(), result.audio.shape[1], plain, meta)
+        staged = store.stage_partition(key, flat, summarising.result)
         try:
-            drift_report = _drift(store, key, result)
-            quarantine = store.write_quarantine(key, result.bad)
+            drift_report, quarantine = drifting.result()  # its files are written before the commit
         except BaseException:
-            staging.add_done_callback(lambda done: done.exception() or done.result().unlink(missing_ok=True))
+            staged.unlink(missing_ok=True)
             raise
-        labels = result.table.column("label").to_numpy()
-        store.commit_partition(key, staging.result())
+        store.commit_partition(key, staged)
+        labels = result.labels
     return IngestReport(
         partition=key,
         source_path=str(path),
@@ -112,15 +125,21 @@ def ingest_partition(settings: Settings, key: str) -> IngestReport:
     )
 
 
-def _drift(store: Store, key: str, result: FileRows) -> dict:
-    """Summarise this file's features and measure PSI against every other stored partition."""
+def _summary(store: Store, result: FileRows) -> dict | None:
+    """This file's drift summary over the lineage's fixed bins; None for a file with no good rows."""
     if result.rows == 0:
-        return {"mean": 0.0, "max": 0.0, "worst_feature": None, "reference_rows": 0}
+        return None
     edges_path = store.root / "drift_edges.json"
     # The first file's deciles fix the bins for the lineage; later files reuse them.
     first = drift.decile_edges(result.audio, result.preset) if not edges_path.exists() else []
-    edges = store.drift_edges(first)
-    summary = drift.summarise(result.audio, result.preset, edges)
-    report = drift.psi(summary, store.summaries(exclude=key))
-    store.write_summary(key, summary)
-    return report
+    return drift.summarise(result.audio, result.preset, store.drift_edges(first))
+
+
+def _drift_and_quarantine(store: Store, key: str, result: FileRows, summary: dict | None) -> tuple[dict, Path | None]:
+    """PSI of this file against every other stored partition (and cache its summary); the quarantine."""
+    if summary is None:
+        report = {"mean": 0.0, "max": 0.0, "worst_feature": None, "reference_rows": 0}
+    else:
+        report = drift.psi(summary, store.summaries(exclude=key))
+        store.write_summary(key, summary)
+    return report, store.write_quarantine(key, result.bad)

@@ -73,7 +73,11 @@ def row_hashes(audio: np.ndarray, preset: np.ndarray, labels: np.ndarray) -> lis
 
 def row_hash_array(audio: np.ndarray, preset: np.ndarray, labels: np.ndarray) -> pa.StringArray:
     """:func:`row_hashes` as an Arrow string column, built from two buffers (no Python strings)."""
-    values = row_hash_values(audio, preset, labels)
+    return hash_strings(row_hash_values(audio, preset, labels))
+
+
+def hash_strings(values: np.ndarray) -> pa.StringArray:
+    """:func:`row_hash_values` output as the Arrow column of 16-character hex strings."""
     text = values.astype(">u8").tobytes().hex().encode("ascii")
     offsets = np.arange(0, (len(values) + 1) * ROW_HASH_CHARS, ROW_HASH_CHARS, dtype=np.int32)
     return pa.StringArray.from_buffers(len(values), pa.py_buffer(offsets), pa.py_buffer(text))

@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from aivj_assets.data.contract import PAIR_SCHEMA, build_table, read_pairs
-from aivj_assets.data.store import META_KEY, Store
+from aivj_assets.data.store import META_KEY, Store, file_table
 from aivj_assets_tests.data.helpers import rows, write_jsonl
 
 
@@ -62,3 +63,37 @@ def test_values_float32_cannot_hold_are_refused_and_large_integers_kept(aivj_env
     assert [(b.line, "NaN, Inf" in b.reason) for b in out.bad] == [(2, True)]
     assert out.rows == 2 and out.preset[1, 0] == np.float32(2**40 + 1)
     assert np.isfinite(out.audio).all()
+
+
+def test_drift_summaries_come_from_the_partition_file_when_the_cache_is_torn(aivj_env):
+    """The summary cache is written without fsync; each partition file's footer holds the durable copy."""
+    store = Store(aivj_env)
+    summaries = {k: {"rows": i + 1, "counts": [[i, 1]]} for i, k in enumerate(("a", "b", "c"))}
+    for key, summary in summaries.items():
+        store.commit_partition(key, store.stage_partition(key, file_table(_table(5), {"k": key}), lambda s=summary: s))
+        store.write_summary(key, summary)
+    store.summary_path("a").write_text("")  # torn by a power cut
+    store.summary_path("b").unlink()  # or lost
+    assert store.summaries(exclude="c") == [summaries["a"], summaries["b"]]
+    assert json.loads(store.summary_path("a").read_text()) == summaries["a"]  # cached again
+    assert store.partition_meta("b") == {"k": "b"}
+
+
+def test_a_failure_beside_the_write_leaves_no_partition_and_no_temp_file(aivj_env, monkeypatch):
+    from aivj_assets.data import ingest
+    from aivj_assets.data.scan import scan_tick
+
+    write_jsonl(aivj_env.data_dir / "f.jsonl", rows(30))
+    [request] = scan_tick(aivj_env, 0).requests
+
+    def broken(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ingest, "_drift_and_quarantine", broken)
+    with pytest.raises(OSError, match="disk full"):
+        ingest.ingest_partition(aivj_env, request.partition)
+    store = Store(aivj_env)
+    assert store.partitions() == [] and not list(store.raw_dir.glob(".*"))
+    monkeypatch.undo()
+    report = ingest.ingest_partition(aivj_env, request.partition)  # a retry ingests it whole
+    assert report.rows == 30 and store.read_partitions().num_rows == 30
