@@ -30,15 +30,20 @@ def decile_edges(audio: np.ndarray, preset: np.ndarray) -> list[list[float]]:
 
 def summarise(audio: np.ndarray, preset: np.ndarray, edges: list[list[float]]) -> dict:
     """Per-feature bin counts over ``edges`` (of at most SAMPLE_ROWS evenly spaced rows)."""
-    features = _sample(audio, preset)
+    step = max(1, -(-audio.shape[0] // SAMPLE_ROWS))
+    features = np.concatenate([audio[::step], preset[::step]], axis=1).astype(np.float32, copy=False)
     rows, width = features.shape
     inner = np.asarray(edges, np.float64).reshape(width, BINS - 1)
+    # A float32 value is >= a float64 edge exactly when it is >= the smallest float32 at or
+    # above the edge, so the comparisons run in float32 with the same bins as in float64.
+    edges32 = inner.astype(np.float32)
+    edges32 = np.where(edges32.astype(np.float64) < inner, np.nextafter(edges32, np.float32(np.inf)), edges32)
     # A value's bin is the number of edges at or below it (searchsorted's side="right"),
     # counted for every feature at once, one edge at a time.
-    bins = np.zeros(features.shape, np.int64)
+    bins = np.zeros(features.shape, np.uint8)
     for k in range(BINS - 1):
-        bins += features >= inner[:, k]
-    counts = np.bincount((bins + BINS * np.arange(width)).ravel(), minlength=BINS * width)
+        bins += features >= edges32[:, k]
+    counts = np.bincount((bins + BINS * np.arange(width, dtype=np.int32)).ravel(), minlength=BINS * width)
     return {"rows": int(rows), "counts": counts.reshape(width, BINS).tolist()}
 
 

@@ -55,8 +55,12 @@ def test_drift_summary_counts_each_feature_like_searchsorted() -> None:
 
     audio, preset, _ = _rows(30_000, seed=3)  # more than SAMPLE_ROWS: the evenly spaced sample
     edges = decile_edges(audio[:5000], preset[:5000])
-    got = summarise(audio, preset, edges)
     step = -(-30_000 // SAMPLE_ROWS)
+    # Values on and just beside each edge (edges are float64, values float32): same bins.
+    for k, edge in enumerate(edges[0]):
+        e32 = np.float32(edge)
+        audio[step * 3 * k : step * 3 * (k + 1) : step, 0] = [np.nextafter(e32, -np.inf), e32, np.nextafter(e32, np.inf)]
+    got = summarise(audio, preset, edges)
     features = np.concatenate([audio[::step], preset[::step]], axis=1)
     want = [np.bincount(np.searchsorted(np.asarray(e), features[:, j], side="right"), minlength=BINS).tolist()
             for j, e in enumerate(edges)]
