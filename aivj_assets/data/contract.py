@@ -54,8 +54,8 @@ class BadRow:
 class FileRows:
     """The outcome of reading one file: normalised good rows, bad rows and what was seen.
 
-    The row hashes (and so :attr:`table`) are computed on first use, so a caller can run
-    them beside other work on the rows.
+    :attr:`table` (with the row hashes) is built on first use, so a caller that needs only
+    the arrays, or hashes them its own way, does not pay for it.
     """
 
     audio: np.ndarray  # [n, audio_dim] float32, the good rows
@@ -67,7 +67,6 @@ class FileRows:
     audio_dim: int | None = None
     preset_dim: int | None = None
     wrong_length_rows: int = 0
-    _hashes: pa.StringArray | None = field(default=None, repr=False)
     _table: pa.Table | None = field(default=None, repr=False)
 
     @property
@@ -78,18 +77,11 @@ class FileRows:
     def total_rows(self) -> int:
         return self.rows + len(self.bad)
 
-    def row_hashes(self) -> pa.StringArray:
-        """Each good row's identity (:func:`aivj_assets.data.split.row_hash_array`)."""
-        if self._hashes is None:
-            self._hashes = row_hash_array(self.audio, self.preset, self.labels)
-        return self._hashes
-
     @property
     def table(self) -> pa.Table:
         """The good rows as the normalised store table (:data:`PAIR_SCHEMA`)."""
         if self._table is None:
-            self._table = build_table(self.audio, self.preset, self.labels, self.weights, self.pair_ids,
-                                      hashes=self.row_hashes())
+            self._table = build_table(self.audio, self.preset, self.labels, self.weights, self.pair_ids)
         return self._table
 
 
@@ -286,9 +278,7 @@ def _gather(vec: _Vectors | None, idx: np.ndarray | None, n: int, dim: int | Non
     return vec.values[vec.offsets[idx][:, None] + np.arange(dim)]
 
 
-def build_table(
-    audio: np.ndarray, preset: np.ndarray, labels: np.ndarray, weights: np.ndarray, pair_ids, hashes=None
-) -> pa.Table:
+def build_table(audio: np.ndarray, preset: np.ndarray, labels: np.ndarray, weights: np.ndarray, pair_ids) -> pa.Table:
     """The normalised store table (:data:`PAIR_SCHEMA`) from 2-D float32 arrays and columns."""
     labels = np.asarray(labels, np.int8)
     return pa.table(
@@ -298,7 +288,7 @@ def build_table(
             "label": pa.array(labels, pa.int8()),
             "weight": pa.array(np.asarray(weights, np.float32), pa.float32()),
             "pair_id": pair_ids if isinstance(pair_ids, (pa.Array, pa.ChunkedArray)) else pa.array(pair_ids, pa.string()),
-            "row_hash": row_hash_array(audio, preset, labels) if hashes is None else hashes,
+            "row_hash": row_hash_array(audio, preset, labels),
         },
         schema=PAIR_SCHEMA,
     )

@@ -16,10 +16,10 @@ BINS = 10
 SAMPLE_ROWS = 4096
 
 
-def _sample(audio: np.ndarray, preset: np.ndarray) -> np.ndarray:
-    """At most SAMPLE_ROWS evenly spaced rows of both vectors side by side, as float64."""
+def _sample(audio: np.ndarray, preset: np.ndarray, dtype=np.float64) -> np.ndarray:
+    """At most SAMPLE_ROWS evenly spaced rows of both vectors side by side, as ``dtype``."""
     step = max(1, -(-audio.shape[0] // SAMPLE_ROWS))
-    return np.concatenate([audio[::step], preset[::step]], axis=1).astype(np.float64)
+    return np.concatenate([audio[::step], preset[::step]], axis=1).astype(dtype, copy=False)
 
 
 def decile_edges(audio: np.ndarray, preset: np.ndarray) -> list[list[float]]:
@@ -30,8 +30,7 @@ def decile_edges(audio: np.ndarray, preset: np.ndarray) -> list[list[float]]:
 
 def summarise(audio: np.ndarray, preset: np.ndarray, edges: list[list[float]]) -> dict:
     """Per-feature bin counts over ``edges`` (of at most SAMPLE_ROWS evenly spaced rows)."""
-    step = max(1, -(-audio.shape[0] // SAMPLE_ROWS))
-    features = np.concatenate([audio[::step], preset[::step]], axis=1).astype(np.float32, copy=False)
+    features = _sample(audio, preset, np.float32)
     rows, width = features.shape
     inner = np.asarray(edges, np.float64).reshape(width, BINS - 1)
     # A float32 value is >= a float64 edge exactly when it is >= the smallest float32 at or

@@ -104,7 +104,6 @@ def ingest_partition(settings: Settings, key: str) -> IngestReport:
             staged.unlink(missing_ok=True)
             raise
         store.commit_partition(key, staged)
-        labels = result.labels
     return IngestReport(
         partition=key,
         source_path=str(path),
@@ -116,7 +115,7 @@ def ingest_partition(settings: Settings, key: str) -> IngestReport:
         audio_dim=result.audio_dim,
         preset_dim=result.preset_dim,
         lineage=lineage or {},
-        positive_share=float(np.mean(labels)) if len(labels) else None,
+        positive_share=float(np.mean(result.labels)) if result.rows else None,
         quarantine_path=str(quarantine) if quarantine else None,
         drift=drift_report,
         bytes=len(data),

@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from aivj_assets.data.atomic import commit, create_exclusive, stage_by_name, write_atomic, write_text_atomic
+from aivj_assets.data.atomic import commit, create_exclusive, stage, write_atomic, write_text_atomic
 from aivj_assets.data.contract import PAIR_SCHEMA, BadRow, fixed_lists
 from aivj_assets.settings import Settings
 
@@ -74,7 +74,7 @@ class Store:
                 if summary is not None:
                     writer.add_key_value_metadata({DRIFT_KEY: json.dumps(summary).encode("utf-8")})
 
-        return stage_by_name(self.partition_path(key), write)
+        return stage(self.partition_path(key), write)
 
     def commit_partition(self, key: str, staged: Path) -> None:
         """Rename a :meth:`stage_partition` file into place: the partition's commit point."""
