@@ -138,20 +138,12 @@ def importance_markdown(items: list[tuple[str, float]]) -> str:
 
 def importance_for_version(settings: Settings, version: str, *, top: int = TOP_FEATURES, seed: int = 0) -> list[tuple[str, float]]:
     """Permutation importance of a registered version on the validation rows of the data it saw."""
-    import pyarrow as pa
-
-    from aivj_assets.data.split import validation_mask
-    from aivj_assets.data.store import Store
     from aivj_assets.registry import Registry
-    from aivj_assets.training.dataset import tensors_from_table
+    from aivj_assets.stages import validation_rows  # stages imports this module
     from aivj_assets.training.model import build_model, load_state_dict
 
     registry = Registry(settings.models_dir)
-    keys = registry.meta(version).get("data_partitions") or None
-    table = Store(settings).read_partitions(keys)
-    # Pick validation rows on the hash column first: only those become tensors.
-    val = validation_mask(table.column("row_hash").to_numpy(zero_copy_only=False), settings.val_fraction)
-    data = tensors_from_table(table.filter(pa.array(val)), "store (validation rows)")
+    data = validation_rows(settings, registry.meta(version).get("data_partitions") or None)
     model = build_model(settings, data.audio_dim, data.preset_dim)
     model.load_state_dict(load_state_dict(registry.weights_path(version)))
     return permutation_importance(model, data, top=top, seed=seed,

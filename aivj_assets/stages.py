@@ -72,8 +72,9 @@ def validation_rows(settings: Settings, keys: list[str] | None = None) -> PairTe
     table = Store(settings).read_partitions(keys)
     if table.num_rows == 0:
         return tensors_from_table(table, "store")
+    # Pick validation rows on the hash column first: only those become tensors.
     val = validation_mask(table.column("row_hash").to_numpy(zero_copy_only=False), settings.val_fraction)
-    return tensors_from_table(table.filter(pa.array(val)), "store")
+    return tensors_from_table(table.filter(pa.array(val)), "store (validation rows)")
 
 
 def elite_split(settings: Settings) -> tuple[PairTensors, PairTensors]:
