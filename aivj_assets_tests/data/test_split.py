@@ -66,3 +66,15 @@ def test_drift_summary_counts_each_feature_like_searchsorted() -> None:
             for j, e in enumerate(edges)]
     assert step > 1 and len(features) <= SAMPLE_ROWS
     assert got == {"rows": len(features), "counts": want}
+
+
+def test_drift_edges_are_the_deciles_of_the_sampled_features() -> None:
+    """Sorting in float32 first gives exactly numpy's float64 deciles of the evenly spaced sample."""
+    from aivj_assets.data.drift import BINS, SAMPLE_ROWS, decile_edges
+
+    audio, preset, _ = _rows(9_000, seed=4)
+    audio[::7, 1] = 0.25  # ties, as rounded exports have
+    step = -(-9_000 // SAMPLE_ROWS)
+    sample = np.concatenate([audio[::step], preset[::step]], axis=1).astype(np.float64)
+    want = np.quantile(sample, np.linspace(0, 1, BINS + 1)[1:-1], axis=0).T.tolist()
+    assert step > 1 and decile_edges(audio, preset) == want
