@@ -1,8 +1,8 @@
 """Feature drift: population stability index (PSI) of a new file against the corpus so far.
 
 Each partition keeps a compact summary: per feature, counts over fixed bins whose edges are
-the deciles of the first file ingested in the lineage. Summing summaries gives the corpus;
-PSI per feature compares the new file's bin shares with the corpus's.
+the deciles of the first file ingested in the lineage. Summing summaries (:func:`add`) gives
+the corpus; PSI per feature compares the new file's bin shares with the corpus's.
 """
 
 from __future__ import annotations
@@ -48,12 +48,27 @@ def summarise(audio: np.ndarray, preset: np.ndarray, edges: list[list[float]]) -
     return {"rows": int(rows), "counts": counts.reshape(width, BINS).tolist()}
 
 
-def psi(new: dict, reference: list[dict]) -> dict:
-    """PSI per feature of ``new`` against the summed ``reference`` summaries; mean, max, worst."""
-    ref_rows = sum(s["rows"] for s in reference)
+def add(total: dict | None, summary: dict | None, sign: int = 1) -> dict:
+    """``total`` plus (``sign`` -1: minus) one summary: ``{"keys", "rows", "counts"}``.
+
+    ``add(None, None)`` is the empty total; a None summary (a partition without rows) adds nothing.
+    """
+    total = dict(total) if total is not None else {"keys": [], "rows": 0, "counts": None}
+    if summary is None or not summary["rows"]:
+        return total
+    counts = np.asarray(summary["counts"], np.int64) * sign
+    if total["counts"] is not None:
+        counts = counts + np.asarray(total["counts"], np.int64)
+    total.update(rows=total["rows"] + sign * summary["rows"], counts=counts.tolist())
+    return total
+
+
+def psi(new: dict, reference: dict) -> dict:
+    """PSI per feature of summary ``new`` against ``reference`` (summaries summed by :func:`add`)."""
+    ref_rows = reference["rows"]
     if new["rows"] == 0 or ref_rows == 0:
         return {"mean": 0.0, "max": 0.0, "worst_feature": None, "reference_rows": ref_rows}
-    ref = np.sum([np.asarray(s["counts"], np.float64) for s in reference], axis=0)
+    ref = np.asarray(reference["counts"], np.float64)
     cur = np.asarray(new["counts"], np.float64)
     # Half a count of smoothing keeps empty bins finite without hiding real shifts.
     p = (cur + 0.5) / (cur.sum(axis=1, keepdims=True) + 0.5 * BINS)

@@ -139,6 +139,6 @@ def _drift_and_quarantine(store: Store, key: str, result: FileRows, summary: dic
     if summary is None:
         report = {"mean": 0.0, "max": 0.0, "worst_feature": None, "reference_rows": 0}
     else:
-        report = drift.psi(summary, store.summaries(exclude=key))
+        report = drift.psi(summary, store.corpus_summary(exclude=key))
         store.write_summary(key, summary)
     return report, store.write_quarantine(key, result.bad)

@@ -4,7 +4,7 @@ Layout under ``settings.store_dir``: ``raw_pairs/<key>.parquet`` (with the inges
 its schema metadata, so the ledger can be rebuilt from the store), ``raw_pairs/<key>.failed.json``
 for a file that could not be read, ``quarantine/<key>.jsonl`` for bad rows,
 ``summaries/<key>.json`` caching the drift summary that each partition file also holds,
-``elite_set.parquet`` and ``lineage.json``.
+``corpus_summary.json`` caching their sum, ``elite_set.parquet`` and ``lineage.json``.
 
 A partition file keeps one plain float32 column per vector element (``audio[0]`` ...
 ``preset[23]``) beside ``label``, ``weight``, ``pair_id`` and ``row_hash``: flat columns write
@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from aivj_assets.data import drift
 from aivj_assets.data.atomic import commit, create_exclusive, stage, write_atomic, write_text_atomic
 from aivj_assets.data.contract import PAIR_SCHEMA, BadRow, fixed_lists
 from aivj_assets.settings import Settings
@@ -141,27 +142,59 @@ class Store:
         """Cache partition ``key``'s drift summary; the durable copy is in its partition file."""
         write_text_atomic(self.summary_path(key), json.dumps(summary), durable=False)
 
-    def summaries(self, exclude: str | None = None) -> list[dict]:
-        """Drift summaries of every stored partition except ``exclude``.
+    def summary(self, key: str) -> dict | None:
+        """Partition ``key``'s drift summary (None if it has none, or is not stored).
 
-        Each comes from the cache beside the store, or, if that is missing or torn (it is
+        It comes from the cache beside the store, or, if that is missing or torn (it is
         written without fsync), from the partition file's own metadata, and is cached again.
         """
-        out = []
-        for key in self.partitions():
-            if key == exclude:
-                continue
-            try:
-                out.append(json.loads(self.summary_path(key).read_text("utf-8")))
-                continue
-            except (OSError, ValueError):
-                pass
+        try:
+            return json.loads(self.summary_path(key).read_text("utf-8"))
+        except (OSError, ValueError):
+            pass
+        try:
             raw = self._footer(key).get(DRIFT_KEY)
-            if raw is not None:
-                summary = json.loads(raw)
-                self.write_summary(key, summary)
-                out.append(summary)
-        return out
+        except OSError:  # not stored
+            return None
+        if raw is None:
+            return None
+        summary = json.loads(raw)
+        self.write_summary(key, summary)
+        return summary
+
+    def summaries(self, exclude: str | None = None) -> list[dict]:
+        """Drift summaries of every stored partition except ``exclude``."""
+        return [s for key in self.partitions() if key != exclude and (s := self.summary(key)) is not None]
+
+    def corpus_summary(self, exclude: str | None = None) -> dict:
+        """The drift summaries of every stored partition but ``exclude``, summed (``drift.add``).
+
+        Reading every partition's summary at each ingest would cost more as the corpus grows,
+        so ``corpus_summary.json`` keeps the running total and the partitions it covers: the
+        ones stored since are added and it is written back; it is rebuilt when it names a
+        partition that is no longer stored. Like ``summaries/``, it is a cache written without
+        fsync; ingests running at once each write a total that is true for the keys it names.
+        """
+        stored = set(self.partitions())
+        try:
+            total = json.loads(self.corpus_path().read_text("utf-8"))
+            if not set(total["keys"]) <= stored:  # a partition is gone: start again
+                raise ValueError("stale")
+        except (OSError, ValueError, KeyError, TypeError):
+            total = drift.add(None, None)
+        covered = set(total["keys"])
+        new = sorted(stored - covered)
+        for key in new:
+            total = drift.add(total, self.summary(key))
+        if new:
+            total["keys"] = sorted(covered.union(new))
+            write_text_atomic(self.corpus_path(), json.dumps(total), durable=False)
+        if exclude in stored:  # this partition is being stored again
+            total = drift.add(total, self.summary(exclude), sign=-1)
+        return total
+
+    def corpus_path(self) -> Path:
+        return self.root / "corpus_summary.json"
 
     def drift_edges(self, edges: list[list[float]]) -> list[list[float]]:
         """The fixed histogram edges of the lineage: the first caller's ``edges`` win."""

@@ -21,6 +21,13 @@ def _table(n: int = 40, seed: int = 0) -> pa.Table:
                        np.array([r["label"] for r in recs]), np.linspace(0.5, 2.0, n, dtype=np.float32), ids)
 
 
+def _store_with_summary(store: Store, key: str, summary: dict | None) -> None:
+    """Store a small partition whose footer holds ``summary``, and cache it, as an ingest does."""
+    store.commit_partition(key, store.stage_partition(key, file_table(_table(5), {"k": key}), lambda: summary))
+    if summary is not None:
+        store.write_summary(key, summary)
+
+
 def test_a_partition_reads_back_as_the_rows_written(aivj_env):
     store = Store(aivj_env)
     table = _table()
@@ -70,8 +77,7 @@ def test_drift_summaries_come_from_the_partition_file_when_the_cache_is_torn(aiv
     store = Store(aivj_env)
     summaries = {k: {"rows": i + 1, "counts": [[i, 1]]} for i, k in enumerate(("a", "b", "c"))}
     for key, summary in summaries.items():
-        store.commit_partition(key, store.stage_partition(key, file_table(_table(5), {"k": key}), lambda s=summary: s))
-        store.write_summary(key, summary)
+        _store_with_summary(store, key, summary)
     store.summary_path("a").write_text("")  # torn by a power cut
     store.summary_path("b").unlink()  # or lost
     assert store.summaries(exclude="c") == [summaries["a"], summaries["b"]]
@@ -97,3 +103,37 @@ def test_a_failure_beside_the_write_leaves_no_partition_and_no_temp_file(aivj_en
     monkeypatch.undo()
     report = ingest.ingest_partition(aivj_env, request.partition)  # a retry ingests it whole
     assert report.rows == 30 and store.read_partitions().num_rows == 30
+
+
+def test_the_corpus_summary_is_the_sum_of_the_other_partitions_and_reads_only_new_ones(aivj_env, monkeypatch):
+    store = Store(aivj_env)
+    parts = {"a": {"rows": 3, "counts": [[1, 2], [3, 0]]}, "b": {"rows": 5, "counts": [[4, 1], [2, 3]]},
+             "c": None}  # a partition with no good rows has no summary
+    for key, summary in parts.items():
+        _store_with_summary(store, key, summary)
+
+    def total(*keys):
+        return {"rows": sum(parts[k]["rows"] for k in keys),
+                "counts": np.sum([parts[k]["counts"] for k in keys], axis=0).tolist()}
+
+    def sums(summary):
+        return {k: summary[k] for k in ("rows", "counts")}
+
+    first = store.corpus_summary(exclude="new")
+    assert sums(first) == total("a", "b") and first["keys"] == ["a", "b", "c"]
+    assert json.loads(store.corpus_path().read_text()) == first  # kept for the next ingest
+    assert sums(store.corpus_summary(exclude="b")) == total("a")  # b stored again: the rest of the corpus
+
+    read = []
+    original = Store.summary
+    monkeypatch.setattr(Store, "summary", lambda self, key: read.append(key) or original(self, key))
+    parts["d"] = {"rows": 2, "counts": [[0, 2], [1, 1]]}
+    _store_with_summary(store, "d", parts["d"])
+    assert sums(store.corpus_summary(exclude="e")) == total("a", "b", "d")
+    assert read == ["d"]  # the cost follows the new partitions, not the corpus
+
+    store.partition_path("a").unlink()  # a partition gone: the running total is rebuilt without it
+    read.clear()
+    assert sums(store.corpus_summary()) == total("b", "d") and sorted(read) == ["b", "c", "d"]
+    store.corpus_path().write_text("")  # or torn by a power cut
+    assert sums(store.corpus_summary()) == total("b", "d")
