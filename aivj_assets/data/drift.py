@@ -49,11 +49,11 @@ def summarise(audio: np.ndarray, preset: np.ndarray, edges: list[list[float]]) -
 
 
 def add(total: dict | None, summary: dict | None, sign: int = 1) -> dict:
-    """``total`` plus (``sign`` -1: minus) one summary: ``{"keys", "rows", "counts"}``.
+    """A copy of ``total`` plus (``sign`` -1: minus) one summary's ``rows`` and ``counts``.
 
     ``add(None, None)`` is the empty total; a None summary (a partition without rows) adds nothing.
     """
-    total = dict(total) if total is not None else {"keys": [], "rows": 0, "counts": None}
+    total = dict(total) if total is not None else {"rows": 0, "counts": None}
     if summary is None or not summary["rows"]:
         return total
     counts = np.asarray(summary["counts"], np.int64) * sign

@@ -181,7 +181,7 @@ class Store:
             if not set(total["keys"]) <= stored:  # a partition is gone: start again
                 raise ValueError("stale")
         except (OSError, ValueError, KeyError, TypeError):
-            total = drift.add(None, None)
+            total = {"keys": [], **drift.add(None, None)}
         covered = set(total["keys"])
         new = sorted(stored - covered)
         for key in new:
