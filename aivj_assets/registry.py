@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from aivj_assets.data.atomic import write_atomic, write_text_atomic
+from aivj_assets.data.atomic import file_lock, write_atomic, write_text_atomic
 from aivj_assets.settings import Settings
 
 WEIGHTS_NAME = "coupling_net.pth"
@@ -72,35 +72,6 @@ def atomic_copy(src: Path, dst: Path) -> None:
     """Copy ``src`` to ``dst`` so that readers of ``dst`` see the old or the new bytes, never half."""
     with open(src, "rb") as fin:
         write_atomic(dst, lambda fout: shutil.copyfileobj(fin, fout, 1 << 20))
-
-
-@contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive inter-process lock, released by the OS if the holder dies."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as f:
-        if os.name == "nt":
-            import msvcrt
-
-            while True:
-                try:
-                    msvcrt.locking(f.fileno(), msvcrt.LK_LOCK, 1)
-                    break
-                except OSError:
-                    time.sleep(0.05)
-            try:
-                yield
-            finally:
-                f.seek(0)
-                msvcrt.locking(f.fileno(), msvcrt.LK_UNLCK, 1)
-        else:
-            import fcntl
-
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 class Registry:
@@ -201,7 +172,7 @@ class Registry:
             else:
                 atomic_copy(Path(weights), target)
                 model_hash = file_sha256(target)
-            with _file_lock(self.root / ".registry.lock"):
+            with file_lock(self.root / ".registry.lock"):
                 doc = self._repaired()
                 ts = int(time.time())
                 version = f"v{ts}_{model_hash[:4]}"
@@ -343,7 +314,7 @@ class Registry:
         killed in between leaves the old champion's pointers, which the next call repairs.
         """
         self.root.mkdir(parents=True, exist_ok=True)
-        with _file_lock(self.root / ".registry.lock"):
+        with file_lock(self.root / ".registry.lock"):
             doc = self._repaired()
             yield doc
             self._save(doc)

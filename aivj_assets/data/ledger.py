@@ -10,13 +10,11 @@ Deleted, it is rebuilt from the store, which carries the same facts in each part
 from __future__ import annotations
 
 import json
-import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
-from aivj_assets.data.atomic import write_text_atomic
+from aivj_assets.data.atomic import file_lock, write_text_atomic
 from aivj_assets.data.store import Store
 from aivj_assets.settings import Settings
 
@@ -102,18 +100,5 @@ class Ledger:
 @contextmanager
 def ledger_lock(settings: Settings) -> Iterator[None]:
     """Exclusive lock on the ledger for one read-modify-write (sensor tick or demo ingest)."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(settings.data_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        if sys.platform == "win32":
-            import msvcrt
-
-            os.lseek(fd, 0, 0)
-            msvcrt.locking(fd, msvcrt.LK_LOCK, 1)  # retries for ~10 s, then raises
-        else:
-            import fcntl
-
-            fcntl.flock(fd, fcntl.LOCK_EX)
+    with file_lock(settings.data_dir / LOCK_NAME):
         yield
-    finally:
-        os.close(fd)  # closing releases the lock on both platforms

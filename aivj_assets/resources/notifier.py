@@ -16,6 +16,7 @@ import logging
 import time
 from typing import Any
 
+from aivj_assets.data.atomic import file_lock
 from aivj_assets.resources import email as email_channel
 from aivj_assets.resources import telegram
 from aivj_assets.resources.state_files import read_json, write_json_atomic
@@ -38,8 +39,22 @@ def _state_path(settings: Settings):
     return settings.state_dir / "notify.json"
 
 
+def _lock_path(settings: Settings):
+    return settings.state_dir / "notify.lock"
+
+
 def _admit(settings: Settings, event: str, text: str, now: float) -> tuple[bool, int]:
-    """Whether to send now (dedup and hourly cap), and how many were suppressed before it."""
+    """Whether to send now (dedup and hourly cap), and how many were suppressed before it.
+
+    Runs, sensors and the CLI send from several processes at once: the memory is read and
+    written under a lock, so two of them never both send the same message, and the wait that
+    spaces messages holds the others back too.
+    """
+    with file_lock(_lock_path(settings)):
+        return _admit_locked(settings, event, text, now)
+
+
+def _admit_locked(settings: Settings, event: str, text: str, now: float) -> tuple[bool, int]:
     state = read_json(_state_path(settings), {})
     if not isinstance(state, dict):
         state = {}

@@ -110,3 +110,20 @@ def test_damaged_state_file_does_not_stop_messages(tg_settings, bot_api: BotApi,
     (tg_settings.state_dir / "notify.json").write_text(bad)
     notify(tg_settings, "new_data", "new file x")
     assert bot_api.texts() == ["[AIVJ] new file x"]
+
+
+def test_processes_sending_at_once_share_one_memory(tg_settings, bot_api: BotApi) -> None:
+    """A message another process is admitting is not sent again: the memory is read under a lock."""
+    import multiprocessing
+    import time
+
+    from aivj_assets.data.atomic import file_lock
+
+    child = multiprocessing.get_context("fork").Process(target=notify, args=(tg_settings, "new_data", "file x"))
+    with file_lock(notifier._lock_path(tg_settings)):  # as another process admitting the same message
+        child.start()
+        child.join(1.0)
+        assert child.is_alive()  # it waits for the lock instead of reading a memory about to change
+        assert notifier._admit_locked(tg_settings, "new_data", "file x", time.time()) == (True, 0)
+    child.join(10)
+    assert child.exitcode == 0 and bot_api.sent == []  # the other one sends it, this one does not
