@@ -3,7 +3,8 @@
 Both run as child processes of this one, from the same virtual environment, with the
 project root as working directory and DAGSTER_HOME pointing at the project's instance.
 Ctrl-C or SIGTERM stops both; a child that dies on its own is reported with its exit code
-and takes the other one down with it, so the owner never runs half a platform.
+and takes the other one down with it, so the owner never runs half a platform. On Linux the
+children also stop if ``aivj up`` is killed outright (SIGKILL).
 """
 
 from __future__ import annotations
@@ -62,7 +63,29 @@ def _start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
         return subprocess.Popen(
             cmd, cwd=PROJECT_ROOT, env=env, creationflags=subprocess.CREATE_NEW_PROCESS_GROUP
         )
-    return subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, start_new_session=True)
+    return subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, start_new_session=True,
+                            preexec_fn=_stop_with_parent(os.getpid()))
+
+
+def _stop_with_parent(parent: int):
+    """On Linux, have the child sent SIGTERM when ``aivj up`` dies, even by SIGKILL.
+
+    A SIGKILL leaves us no chance to stop the children ourselves, and in sessions of their own
+    they would keep serving a platform nobody supervises. Elsewhere (macOS) this is not offered.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)  # loaded here, not between fork and exec
+    pr_set_pdeathsig = 1
+
+    def in_child() -> None:
+        libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+        if os.getppid() != parent:  # we died before the line above took effect
+            os._exit(1)
+
+    return in_child
 
 
 def _signal(proc: subprocess.Popen, sig: int) -> None:

@@ -162,3 +162,24 @@ def test_up_reports_a_child_that_dies_and_stops_the_other(aivj_env, tmp_path):
         assert _gone(children["daemon"]), "the daemon must not outlive the webserver"
     finally:
         kill_up(proc, children)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+@pytest.mark.timeout(300)
+def test_children_stop_when_up_itself_is_killed_outright(aivj_env, tmp_path):
+    """SIGKILL leaves `aivj up` no chance to stop its children: the OS tells them instead."""
+    port = free_port()
+    log = tmp_path / "up.log"
+    proc = _start_up(port, log)
+    children: dict[str, psutil.Process] = {}
+    try:
+        children.update(_wait_running(proc, port, log))
+        proc.kill()  # only aivj up itself; its children run in sessions of their own
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 90
+        while not all(_gone(c) for c in children.values()) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert all(_gone(c) for c in children.values()), {k: c.status() for k, c in children.items() if not _gone(c)}
+        assert not _answers(f"http://127.0.0.1:{port}/server_info")
+    finally:
+        kill_up(proc, children)
