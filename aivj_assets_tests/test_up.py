@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -109,14 +111,23 @@ def _gone(p: psutil.Process) -> bool:
         return True
 
 
-@pytest.mark.timeout(300)
-def test_up_serves_the_ui_runs_the_daemon_and_stops_both_on_sigterm(aivj_env, tmp_path):
+@contextmanager
+def _up_running(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, int, Path, dict[str, psutil.Process]]]:
+    """``aivj up`` started and running (UI answering, daemon beating); killed whatever happens."""
     port = free_port()
     log = tmp_path / "up.log"
     proc = _start_up(port, log)
     children: dict[str, psutil.Process] = {}
     try:
         children.update(_wait_running(proc, port, log))
+        yield proc, port, log, children
+    finally:
+        kill_up(proc, children)
+
+
+@pytest.mark.timeout(300)
+def test_up_serves_the_ui_runs_the_daemon_and_stops_both_on_sigterm(aivj_env, tmp_path):
+    with _up_running(tmp_path) as (proc, port, log, children):
         # The instance it serves is the project's, created from the template.
         assert (aivj_env.dagster_home / "dagster.yaml").is_file()
         deadline = time.monotonic() + 30
@@ -135,8 +146,6 @@ def test_up_serves_the_ui_runs_the_daemon_and_stops_both_on_sigterm(aivj_env, tm
             assert _gone(child), child
         assert not _answers(f"http://127.0.0.1:{port}/server_info")
         assert "did not stop" not in log.read_text(), "both children should stop on SIGTERM, unkilled"
-    finally:
-        kill_up(proc, children)
 
 
 def _children_safe(proc: subprocess.Popen) -> list[psutil.Process]:
@@ -148,32 +157,20 @@ def _children_safe(proc: subprocess.Popen) -> list[psutil.Process]:
 
 @pytest.mark.timeout(300)
 def test_up_reports_a_child_that_dies_and_stops_the_other(aivj_env, tmp_path):
-    port = free_port()
-    log = tmp_path / "up.log"
-    proc = _start_up(port, log)
-    children: dict[str, psutil.Process] = {}
-    try:
-        children.update(_wait_running(proc, port, log))
+    with _up_running(tmp_path) as (proc, port, log, children):
         children["webserver"].kill()  # SIGKILL: the webserver dies on its own
         code = proc.wait(timeout=60)
         assert code != 0
         text = log.read_text()
         assert "dagster-webserver exited with code -9" in text, text
         assert _gone(children["daemon"]), "the daemon must not outlive the webserver"
-    finally:
-        kill_up(proc, children)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
 @pytest.mark.timeout(300)
 def test_children_stop_when_up_itself_is_killed_outright(aivj_env, tmp_path):
     """SIGKILL leaves `aivj up` no chance to stop its children: the OS tells them instead."""
-    port = free_port()
-    log = tmp_path / "up.log"
-    proc = _start_up(port, log)
-    children: dict[str, psutil.Process] = {}
-    try:
-        children.update(_wait_running(proc, port, log))
+    with _up_running(tmp_path) as (proc, port, log, children):
         proc.kill()  # only aivj up itself; its children run in sessions of their own
         proc.wait(timeout=30)
         deadline = time.monotonic() + 90
@@ -181,5 +178,3 @@ def test_children_stop_when_up_itself_is_killed_outright(aivj_env, tmp_path):
             time.sleep(0.5)
         assert all(_gone(c) for c in children.values()), {k: c.status() for k, c in children.items() if not _gone(c)}
         assert not _answers(f"http://127.0.0.1:{port}/server_info")
-    finally:
-        kill_up(proc, children)
