@@ -162,10 +162,6 @@ class Store:
         self.write_summary(key, summary)
         return summary
 
-    def summaries(self, exclude: str | None = None) -> list[dict]:
-        """Drift summaries of every stored partition except ``exclude``."""
-        return [s for key in self.partitions() if key != exclude and (s := self.summary(key)) is not None]
-
     def corpus_summary(self, exclude: str | None = None) -> dict:
         """The drift summaries of every stored partition but ``exclude``, summed (``drift.add``).
 

@@ -80,7 +80,7 @@ def test_drift_summaries_come_from_the_partition_file_when_the_cache_is_torn(aiv
         _store_with_summary(store, key, summary)
     store.summary_path("a").write_text("")  # torn by a power cut
     store.summary_path("b").unlink()  # or lost
-    assert store.summaries(exclude="c") == [summaries["a"], summaries["b"]]
+    assert [store.summary(k) for k in ("a", "b")] == [summaries["a"], summaries["b"]]
     assert json.loads(store.summary_path("a").read_text()) == summaries["a"]  # cached again
     assert store.partition_meta("b") == {"k": "b"}
 
