@@ -143,15 +143,26 @@ def _plain(obj: Any) -> Any:
 
 
 def record_verdict(settings: Settings, registry: Registry, verdict: Verdict, *, run_id: str) -> None:
-    """Store the verdict in the registry; a failed candidate is rejected, reported and notified."""
+    """Store the verdict in the registry; a failed candidate is rejected, reported and notified.
+
+    A version judged again (a stage reused it) keeps a decision already made about it: one
+    that was promoted or rolled back keeps that status whatever the verdict, and a rejected
+    one that now passes (the gates or the champion changed) becomes a candidate again.
+    """
     j = verdict.judgement
+    standing = registry.get(j.version)["status"]
     registry.update(j.version, judgement=_plain(j.as_dict()), measured=_plain(verdict.candidate_metrics),
                     champion_measured=_plain(verdict.champion_metrics), paired=verdict.paired,
                     judged_against=verdict.champion, judged_in_run=run_id, warnings=j.warnings)
     if j.warnings:
         notify(settings, "degradation", f"model {j.version}: " + "; ".join(j.warnings),
                {"version": j.version, "run_id": run_id})
+    if standing in ("promoted", "rolled_back"):
+        return
     if j.passed:
+        if standing == "rejected":
+            registry.reopen(j.version, by=f"gates (run {run_id})" if run_id else "gates",
+                            reason="judged again, it passed every blocking gate")
         return
     registry.reject(j.version, j.reasons, by=f"gates (run {run_id})" if run_id else "gates")
     write_report(settings, registry, j.version, "rejected")
@@ -173,8 +184,12 @@ def promote_best(settings: Settings, registry: Registry, versions: list[str], *,
 
     Returns ``{"promoted": version | None, "champion": version | None, "pruned": [...]}``.
     """
-    passing = [registry.get(v) for v in versions]
-    passing = [e for e in passing if e["status"] == "candidate" and (e.get("judgement") or {}).get("passed")]
+    entries = [registry.get(v) for v in versions]
+    passing = [e for e in entries if e["status"] == "candidate" and (e.get("judgement") or {}).get("passed")]
+    # A reused version that was promoted or rolled back before is not promoted again: after a
+    # rollback the same recipe comes up each night until new data arrives, and the owner's
+    # rollback stands.
+    held = [f"{e['version']} ({e['status']})" for e in entries if e["status"] in ("promoted", "rolled_back")]
     promoted = None
     if passing:
         best = max(passing, key=lambda e: (e["measured"]["elite_accuracy"], e["measured"]["val_accuracy"]))
@@ -192,7 +207,8 @@ def promote_best(settings: Settings, registry: Registry, versions: list[str], *,
                {"version": promoted, "previous": best.get("judged_against"), "run_id": run_id})
     pruned = apply_retention(settings, registry)
     champion = registry.champion()
-    return {"promoted": promoted, "champion": champion["version"] if champion else None, "pruned": pruned}
+    return {"promoted": promoted, "champion": champion["version"] if champion else None, "pruned": pruned,
+            "held": held}
 
 
 def architecture_mismatch(expected: Mapping[str, Any], given: Mapping[str, Any]) -> list[str]:

@@ -214,6 +214,17 @@ class Registry:
                 {"time": _now_iso(), "action": "reject", "version": version, "by": by, "reasons": list(reasons)}
             )
 
+    def reopen(self, version: str, *, by: str, reason: str) -> None:
+        """Make a rejected ``version`` a candidate again (it passed its gates when judged again)."""
+        with self._locked() as doc:
+            entry = doc["versions"][version]
+            if entry["status"] != "rejected":
+                raise ValueError(f"{version} is {entry['status']}, not rejected")
+            entry["status"] = "candidate"
+            entry.pop("reasons", None)
+            doc["events"].append({"time": _now_iso(), "action": "reopen", "version": version, "by": by,
+                                  "reason": reason})
+
     def promote(self, version: str, *, by: str, reason: str = "", expected_champion: Any = ...) -> None:
         """Make ``version`` the champion; refuse if the champion moved since it was judged."""
         with self._locked() as doc:

@@ -145,6 +145,20 @@ def _importance(settings: Settings, model, state_dict: dict[str, Any], val: Pair
     return [[name, drop] for name, drop in items]
 
 
+def _reusable(registry: Registry, stage: str, identity: str, log: Callable[[str], None]) -> StageResult | None:
+    """The intact version already trained under ``identity`` in ``stage``, as this stage's result.
+
+    The same parent, data and training settings train the same model again, so a stage never
+    repeats one: a rejected candidate is judged again (gates may have changed), and a version
+    the owner rolled back stays rolled back instead of coming back as a fresh twin.
+    """
+    found = registry.find(identity=identity, stage=stage)
+    if found is None:
+        return None
+    log(f"{stage}: {identity} already trained as {found} ({registry.get(found)['status']}): reusing it")
+    return _reused(registry, stage, found)
+
+
 def _reused(registry: Registry, stage: str, version: str) -> StageResult:
     meta = registry.meta(version)
     return StageResult(stage=stage, status="reused", version=version, parent=meta.get("parent"),
@@ -166,10 +180,9 @@ def train_warmup(settings: Settings, registry: Registry, *, control=None, log=pr
         raise NothingToTrain(f"{Store(settings).elite_path()}: no elite warm-up rows")
     elite_hash = hashlib.sha256(np.sort(warm.row_ids()).tobytes()).hexdigest()[:16]
     identity = f"warmup|from={parent}|elite={elite_hash}|{_training_key(settings, settings.warmup_epochs)}"
-    found = registry.find(identity=identity, stage="warmup")
-    if found:
-        log(f"warm-up {identity} already done: reusing {found}")
-        return _reused(registry, "warmup", found)
+    reused = _reusable(registry, "warmup", identity, log)
+    if reused is not None:
+        return reused
     val = validation_rows(settings, Store(settings).partitions())
     return _train_stage(settings, registry, stage="warmup", parent=parent, identity=identity, data=warm, val=val,
                         elite=judge_part, partitions=[], data_hash=f"elite:{elite_hash}", control=control,
@@ -184,9 +197,12 @@ def train_full(settings: Settings, registry: Registry, warm_version: str, *, con
     if not keys:
         raise NothingToTrain(f"{store.raw_dir}: no partitions ingested yet")
     data_hash = store.manifest_hash(keys)
+    identity = f"full|from={warm_version}|data={data_hash[:16]}|{_training_key(settings, settings.full_epochs)}"
+    reused = _reusable(registry, "full", identity, log)
+    if reused is not None:
+        return reused
     train_rows, val = corpus_split(settings, keys)
     _, judge_part = elite_split(settings)
-    identity = f"full|from={warm_version}|data={data_hash[:16]}|{_training_key(settings, settings.full_epochs)}"
     return _train_stage(settings, registry, stage="full", parent=warm_version, identity=identity, data=train_rows,
                         val=val, elite=judge_part, partitions=keys, data_hash=data_hash, control=control, log=log,
                         run_id=run_id, cmd_line=cmd_line)
@@ -211,6 +227,11 @@ def train_incremental(settings: Settings, registry: Registry, *, control=None, l
         raise NothingToTrain(f"no partition arrived since champion {champion['version']}")
     keys = sorted(new_keys + old_keys)
     data_hash = store.manifest_hash(keys)
+    key = _training_key(settings, settings.incremental_epochs)
+    identity = f"incremental|from={champion['version']}|data={data_hash[:16]}|{key}"
+    reused = _reusable(registry, "incremental", identity, log)
+    if reused is not None:
+        return reused
     new_train, new_val = _split_table(settings, store.read_partitions(new_keys))
     old_train, old_val = _split_table(settings, store.read_partitions(old_keys))
     replay = replay_sample(settings, old_train, new_train.num_rows, settings.replay_ratio, data_hash)
@@ -218,8 +239,6 @@ def train_incremental(settings: Settings, registry: Registry, *, control=None, l
     # Judged on every validation row, old ones included: forgetting shows as a lower score.
     val = tensors_from_table(pa.concat_tables([new_val, old_val]), "store")
     _, judge_part = elite_split(settings)
-    key = _training_key(settings, settings.incremental_epochs)
-    identity = f"incremental|from={champion['version']}|data={data_hash[:16]}|{key}"
     log(f"incremental: {new_train.num_rows} new rows from {len(new_keys)} partitions + {replay.num_rows} replayed")
     return _train_stage(settings, registry, stage="incremental", parent=champion["version"], identity=identity,
                         data=data, val=val, elite=judge_part, partitions=keys, data_hash=data_hash,

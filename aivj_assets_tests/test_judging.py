@@ -88,3 +88,55 @@ def test_judge_collects_blocking_reasons_and_ignores_warnings_for_promotion() ->
     assert not bad.passed
     assert names == ["weights_finite", "weights_match_registry", "elite_accuracy", "val_accuracy", "beats_champion"]
     assert bad.as_dict()["gates"]["val_accuracy"] == {"passed": False, "value": 0.5, "bound": 0.9, "blocking": True}
+
+
+def _verdict(version: str, passed: bool, champion: str | None):
+    from aivj_assets.judging import Judgement
+    from aivj_assets.promotion import Verdict
+
+    gate = gate_elite_accuracy(0.99 if passed else 0.5, 0.95, 100)
+    metrics = {"elite_accuracy": gate.value, "val_accuracy": 0.93}
+    return Verdict(Judgement(version, [gate]), champion, metrics, None, None)
+
+
+def test_a_version_judged_again_keeps_the_decisions_already_made_about_it(aivj_env, tmp_path) -> None:
+    from aivj_assets.promotion import promote_best, record_verdict
+    from aivj_assets.registry import Registry
+
+    settings = aivj_env
+    registry = Registry(settings.models_dir)
+
+    def register(name: str) -> str:
+        weights = tmp_path / f"{name}.bin"
+        weights.write_bytes(name.encode() * 512)
+        return registry.register(weights, {"stage": "incremental", "identity": f"id-{name}", "metrics": {}})
+
+    first, second, third = register("first"), register("second"), register("third")
+    registry.promote(first, by="test")
+
+    # Rejected, then judged again after the gates changed: a candidate again, and promotable.
+    record_verdict(settings, registry, _verdict(second, False, first), run_id="r1")
+    assert registry.get(second)["status"] == "rejected"
+    record_verdict(settings, registry, _verdict(second, True, first), run_id="r2")
+    assert registry.get(second)["status"] == "candidate" and "reasons" not in registry.get(second)
+    assert registry.load()["events"][-1]["action"] == "reopen"
+    outcome = promote_best(settings, registry, [second], run_id="r2")
+    assert outcome["promoted"] == second and outcome["held"] == []
+
+    # The owner rolls it back. The same recipe, reused and judged again, passes its gates but
+    # is not promoted again; a failing verdict does not turn the rollback into a rejection.
+    registry.rollback(by="owner")
+    assert registry.champion()["version"] == first and registry.get(second)["status"] == "rolled_back"
+    record_verdict(settings, registry, _verdict(second, True, first), run_id="r3")
+    assert registry.get(second)["status"] == "rolled_back"
+    outcome = promote_best(settings, registry, [second], run_id="r3")
+    assert outcome["promoted"] is None and outcome["held"] == [f"{second} (rolled_back)"]
+    assert registry.champion()["version"] == first
+    record_verdict(settings, registry, _verdict(second, False, first), run_id="r4")
+    assert registry.get(second)["status"] == "rolled_back"
+
+    # A fresh candidate is judged as before.
+    record_verdict(settings, registry, _verdict(third, False, first), run_id="r5")
+    assert registry.get(third)["status"] == "rejected"
+    with pytest.raises(ValueError, match="not rejected"):
+        registry.reopen(first, by="test", reason="x")

@@ -205,7 +205,10 @@ def promoted_model(context: AssetExecutionContext) -> dg.Output:
         "elite_accuracy": _num(measured.get("elite_accuracy")), "val_accuracy": _num(measured.get("val_accuracy")),
         "f1": _num(measured.get("f1")), "mcnemar_p_value": _num(paired.get("p_value")),
         "pruned_versions": ", ".join(outcome["pruned"]) or "none",
+        "held_back": ", ".join(outcome["held"]) or "none",
     }
+    if outcome["held"]:
+        context.log.info(f"not promoted again (an earlier decision stands): {', '.join(outcome['held'])}")
     return dg.Output(outcome["champion"] or "", metadata=metadata)
 
 

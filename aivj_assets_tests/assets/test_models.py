@@ -122,6 +122,16 @@ def _first_run_then_incremental(settings, dagster_instance, bot: BotApi) -> None
     assert report["version"] == bad_version and report["decision"] == "rejected" and report["reasons"]
     assert any(f"model {bad_version} rejected, champion {champion_before} kept" in t for t in bot.texts())
 
+    # Run again with nothing changed: the rejected version is judged again, not trained again.
+    versions = [e["version"] for e in registry.entries()]
+    result = run_job(dagster_instance, "incremental_training")
+    assert not result.success
+    again = materialisations(result)["incremental_model"]
+    assert again["version"] == bad_version and again["status"] == "reused"
+    assert [e["version"] for e in registry.entries()] == versions
+    assert registry.get(bad_version)["status"] == "rejected" and registry.get(bad_version)["judged_in_run"] == result.run_id
+    assert registry.champion()["version"] == champion_before
+
 
 @pytest.mark.timeout(300)
 def test_incremental_promotion_mcnemar_and_rollback_job(model_env, dagster_instance, monkeypatch) -> None:
@@ -141,8 +151,8 @@ def test_incremental_promotion_mcnemar_and_rollback_job(model_env, dagster_insta
 
     write_new_file(settings, "fresh", 4000, seed=21)
     ingest(settings, dagster_instance, seq)
-    result = run_job(dagster_instance, "incremental_training",
-                     run_config={"ops": {"incremental_model": {"config": {"epochs": 6}}}})
+    six_epochs = {"ops": {"incremental_model": {"config": {"epochs": 6}}}}
+    result = run_job(dagster_instance, "incremental_training", run_config=six_epochs)
     assert result.success
     inc = materialisations(result)["incremental_model"]["version"]
     promoted = materialisations(result)["promoted_model"]
@@ -159,6 +169,19 @@ def test_incremental_promotion_mcnemar_and_rollback_job(model_env, dagster_insta
     assert registry.get(inc)["status"] == "rolled_back"
     assert registry.load()["events"][-1]["action"] == "rollback"
     assert materialisations(result)["promoted_model"]["champion"] == first
+
+    # The same incremental comes up again (same champion, new data and settings): the stage
+    # reuses the rolled-back version instead of training its twin, and the rollback stands.
+    versions = [e["version"] for e in registry.entries()]
+    result = run_job(dagster_instance, "incremental_training", run_config=six_epochs)
+    assert result.success
+    mats = materialisations(result)
+    assert mats["incremental_model"]["version"] == inc and mats["incremental_model"]["status"] == "reused"
+    assert [e["version"] for e in registry.entries()] == versions
+    assert mats["promoted_model"]["champion"] == first and mats["promoted_model"]["promoted"] is False
+    assert mats["promoted_model"]["held_back"] == f"{inc} (rolled_back)"
+    assert registry.get(inc)["status"] == "rolled_back" and registry.get(inc)["judged_in_run"] == result.run_id
+    assert (settings.models_dir / BEST_NAME).read_bytes() == first_bytes
 
 
 @pytest.mark.timeout(300)
