@@ -153,7 +153,8 @@ def record_verdict(settings: Settings, registry: Registry, verdict: Verdict, *, 
     standing = registry.get(j.version)["status"]
     registry.update(j.version, judgement=_plain(j.as_dict()), measured=_plain(verdict.candidate_metrics),
                     champion_measured=_plain(verdict.champion_metrics), paired=verdict.paired,
-                    judged_against=verdict.champion, judged_in_run=run_id, warnings=j.warnings)
+                    judged_against=verdict.champion, judged_in_run=run_id, warnings=j.warnings,
+                    judged_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     if j.warnings:
         notify(settings, "degradation", f"model {j.version}: " + "; ".join(j.warnings),
                {"version": j.version, "run_id": run_id})

@@ -37,7 +37,7 @@ class TrainingFacts:
     stored: list[str]  # partition keys in the store
     champion: str | None  # champion version id
     champion_partitions: list[str]  # partitions in the champion's data manifest
-    last_full_at: datetime | None  # when the newest full-stage version was trained
+    last_full_at: datetime | None  # when a full-stage version was last trained or judged again
     last_improvement: float | None  # relative gain of the newest candidate (None: unknown)
 
 
@@ -103,7 +103,9 @@ def read_facts(settings: Settings) -> TrainingFacts:
         champion_partitions = list(registry.meta(champion).get("data_partitions") or [])
     trained = [e for e in versions.values() if e.get("stage") in ("full", "incremental")]
     fulls = [e for e in trained if e.get("stage") == "full"]
-    last_full_at = datetime.fromisoformat(fulls[-1]["time"]) if fulls else None
+    # A full stage that reused its version (nothing changed) judged it again: that counts as the
+    # full training of its period, so an unchanged recipe is not judged again every night.
+    last_full_at = max((datetime.fromisoformat(e.get("judged_at") or e["time"]) for e in fulls), default=None)
     improvement = None
     if trained:
         newest = trained[-1]

@@ -127,8 +127,10 @@ def test_a_version_judged_again_keeps_the_decisions_already_made_about_it(aivj_e
     # is not promoted again; a failing verdict does not turn the rollback into a rejection.
     registry.rollback(by="owner")
     assert registry.champion()["version"] == first and registry.get(second)["status"] == "rolled_back"
+    judged_before = registry.get(second)["judged_at"]
     record_verdict(settings, registry, _verdict(second, True, first), run_id="r3")
-    assert registry.get(second)["status"] == "rolled_back"
+    assert registry.get(second)["status"] == "rolled_back" and registry.get(second)["judged_in_run"] == "r3"
+    assert registry.get(second)["judged_at"] >= judged_before
     outcome = promote_best(settings, registry, [second], run_id="r3")
     assert outcome["promoted"] is None and outcome["held"] == [f"{second} (rolled_back)"]
     assert registry.champion()["version"] == first

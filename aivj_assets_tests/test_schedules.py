@@ -79,6 +79,9 @@ def test_facts_from_the_registry_and_store(aivj_env) -> None:
     assert facts.champion == second and facts.champion_partitions == ["p1", "p2"]
     assert facts.stored == ["p1", "p2", "p3"]
     assert facts.last_full_at == datetime.fromisoformat(registry.get(first)["time"])
+    # A full stage that reused its version and judged it again: the full training of its period.
+    registry.update(first, judged_at="2031-05-01T02:00:00+00:00")
+    assert read_facts(aivj_env).last_full_at == datetime.fromisoformat("2031-05-01T02:00:00+00:00")
     assert facts.last_improvement == pytest.approx(0.01 / 0.95)  # the champion's gain over its predecessor
     # A rejected newer candidate: the news is its (negative) gain over the champion.
     loser = _version(registry, "incremental", ["p1", "p2", "p3"], 0.958)
