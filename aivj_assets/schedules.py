@@ -39,6 +39,9 @@ class TrainingFacts:
     champion_partitions: list[str]  # partitions in the champion's data manifest
     last_full_at: datetime | None  # when a full-stage version was last trained or judged again
     last_improvement: float | None  # relative gain of the newest candidate (None: unknown)
+    # (version, status) when the incremental stage would only reuse a version already rejected
+    # or rolled back (same champion, new partitions and settings)
+    incremental_done: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,10 @@ def plan_nightly(facts: TrainingFacts, now: datetime, full_every_days: int, min_
     if age >= timedelta(days=full_every_days):
         return Plan("full_training", f"last full training {age.days} days ago (every {full_every_days} days)")
     new = new_partitions(facts.stored, facts.champion_partitions)
+    if new and facts.incremental_done:
+        version, status = facts.incremental_done
+        return Plan(None, f"{len(new)} new partition(s) since {facts.champion}, already trained as {version} "
+                          f"({status}): waiting for more data; launch incremental_training to judge it again")
     if new:
         shown = ", ".join(new[:3]) + (", ..." if len(new) > 3 else "")
         return Plan("incremental_training", f"{len(new)} new partitions since {facts.champion}: {shown}")
@@ -115,10 +122,27 @@ def read_facts(settings: Settings) -> TrainingFacts:
             improvement = _gain(_score(newest), _score(versions.get(previous or "", {})))
         elif champion:  # it lost (or was never judged): its gain over the champion is the news
             improvement = _gain(_score(newest), _score(versions[champion]))
+    stored = Store(settings).partitions()
     return TrainingFacts(
-        paused_by=flag.by if flag.paused else None, stored=Store(settings).partitions(), champion=champion,
+        paused_by=flag.by if flag.paused else None, stored=stored, champion=champion,
         champion_partitions=champion_partitions, last_full_at=last_full_at, last_improvement=improvement,
+        incremental_done=_incremental_done(settings, registry) if new_partitions(stored, champion_partitions)
+        and champion else None,
     )
+
+
+def _incremental_done(settings: Settings, registry) -> tuple[str, str] | None:
+    """The rejected or rolled-back version the incremental stage would reuse tonight, if any:
+    running it would only judge that version again (and repeat its rejection notice)."""
+    from aivj_assets.stages import NothingToTrain, incremental_inputs
+
+    try:
+        identity = incremental_inputs(settings, registry).identity
+    except NothingToTrain:
+        return None
+    found = registry.find(identity=identity, stage="incremental")
+    status = registry.get(found)["status"] if found else None
+    return (found, status) if status in ("rejected", "rolled_back") else None
 
 
 _JOBS = {"full_training": full_training, "incremental_training": incremental_training}

@@ -218,17 +218,35 @@ def new_partitions(settings: Settings, registry: Registry) -> tuple[dict[str, An
     return champion, [k for k in keys if k not in seen], [k for k in keys if k in seen]
 
 
+@dataclass(frozen=True)
+class IncrementalInputs:
+    """What the incremental stage would train on now, and the identity that names it."""
+
+    champion: str
+    new_keys: list[str]
+    old_keys: list[str]
+    data_hash: str
+    identity: str
+
+
+def incremental_inputs(settings: Settings, registry: Registry) -> IncrementalInputs:
+    """The incremental stage's inputs as of now; NothingToTrain when no partition arrived since the champion."""
+    champion, new_keys, old_keys = new_partitions(settings, registry)
+    if not new_keys:
+        raise NothingToTrain(f"no partition arrived since champion {champion['version']}")
+    data_hash = Store(settings).manifest_hash(sorted(new_keys + old_keys))
+    key = _training_key(settings, settings.incremental_epochs)
+    return IncrementalInputs(champion["version"], new_keys, old_keys, data_hash,
+                             f"incremental|from={champion['version']}|data={data_hash[:16]}|{key}")
+
+
 def train_incremental(settings: Settings, registry: Registry, *, control=None, log=print, run_id: str = "",
                       cmd_line: str = "") -> StageResult:
     """Train from the champion on the new partitions plus a seeded replay sample of older rows."""
     store = Store(settings)
-    champion, new_keys, old_keys = new_partitions(settings, registry)
-    if not new_keys:
-        raise NothingToTrain(f"no partition arrived since champion {champion['version']}")
+    inputs = incremental_inputs(settings, registry)
+    identity, data_hash, new_keys, old_keys = inputs.identity, inputs.data_hash, inputs.new_keys, inputs.old_keys
     keys = sorted(new_keys + old_keys)
-    data_hash = store.manifest_hash(keys)
-    key = _training_key(settings, settings.incremental_epochs)
-    identity = f"incremental|from={champion['version']}|data={data_hash[:16]}|{key}"
     reused = _reusable(registry, "incremental", identity, log)
     if reused is not None:
         return reused
@@ -240,7 +258,7 @@ def train_incremental(settings: Settings, registry: Registry, *, control=None, l
     val = tensors_from_table(pa.concat_tables([new_val, old_val]), "store")
     _, judge_part = elite_split(settings)
     log(f"incremental: {new_train.num_rows} new rows from {len(new_keys)} partitions + {replay.num_rows} replayed")
-    return _train_stage(settings, registry, stage="incremental", parent=champion["version"], identity=identity,
+    return _train_stage(settings, registry, stage="incremental", parent=inputs.champion, identity=identity,
                         data=data, val=val, elite=judge_part, partitions=keys, data_hash=data_hash,
                         control=control, log=log, run_id=run_id, cmd_line=cmd_line,
                         extra_meta={"new_partitions": new_keys, "replay_rows": replay.num_rows,

@@ -45,6 +45,11 @@ def test_new_partitions_are_the_ones_the_champion_never_saw() -> None:
     ({"last_full_at": NOW - timedelta(days=7)}, "full_training", "last full training 7 days ago (every 7 days)"),
     ({"last_full_at": None}, "full_training", "champion v1 has no full training behind it"),
     ({"stored": ["a", "b", "c", "d", "e", "f"]}, "incremental_training", "4 new partitions since v1: c, d, e, ..."),
+    ({"stored": ["a", "b", "c"], "incremental_done": ("v2", "rolled_back")}, None,
+     "1 new partition(s) since v1, already trained as v2 (rolled_back): waiting for more data; "
+     "launch incremental_training to judge it again"),
+    ({"stored": ["a", "b", "c"], "incremental_done": ("v2", "rejected"), "last_full_at": NOW - timedelta(days=8)},
+     "full_training", "last full training 8 days ago (every 7 days)"),
     ({"last_improvement": 0.004}, None, "nothing new since v1 and the last improvement was +0.40% (< 0.5%)"),
     ({"last_improvement": -0.01}, None, "nothing new since v1 and the last improvement was -1.00% (< 0.5%)"),
     ({"last_improvement": 0.006}, "full_training", "no new data, but the last training improved by +0.60%: train again"),
@@ -87,8 +92,31 @@ def test_facts_from_the_registry_and_store(aivj_env) -> None:
     loser = _version(registry, "incremental", ["p1", "p2", "p3"], 0.958)
     registry.reject(loser, ["does not beat the champion"], by="test")
     assert read_facts(aivj_env).last_improvement == pytest.approx(-0.002 / 0.96)
+    assert read_facts(aivj_env).incremental_done is None  # p3 is new, and no incremental has tried it
     PauseFlag.for_settings(aivj_env).pause(by="cli")
     assert read_facts(aivj_env).paused_by == "cli"
+
+
+def test_facts_name_the_incremental_that_tonight_would_only_judge_again(aivj_env) -> None:
+    from aivj_assets.stages import incremental_inputs
+
+    for key in ("p1", "p2"):
+        _store_partition(aivj_env, key)
+    registry = Registry(aivj_env.models_dir)
+    champion = _version(registry, "full", ["p1"], 0.95)
+    registry.promote(champion, by="test")
+    identity = incremental_inputs(aivj_env, registry).identity
+    tried = registry.register({"w": torch.tensor([0.9])}, {"stage": "incremental", "identity": identity,
+                                                            "data_partitions": ["p1", "p2"]})
+    assert read_facts(aivj_env).incremental_done is None  # a candidate not judged yet: run it
+    registry.reject(tried, ["does not beat the champion"], by="test")
+    assert read_facts(aivj_env).incremental_done == (tried, "rejected")
+    # Another setting (here the epochs) is another recipe: tonight trains it.
+    other = aivj_env.replace(incremental_epochs=aivj_env.incremental_epochs + 1)
+    assert read_facts(other).incremental_done is None
+    # New data since: the identity moves on, and so does the plan.
+    _store_partition(aivj_env, "p3")
+    assert read_facts(aivj_env).incremental_done is None
 
 
 def _evaluate(settings, instance, when: datetime):
