@@ -183,7 +183,9 @@ def apply_retention(settings: Settings, registry: Registry) -> list[str]:
 def promote_best(settings: Settings, registry: Registry, versions: list[str], *, run_id: str) -> dict[str, Any]:
     """Promote the best of this run's judged, passing candidates; the rest stay as they are.
 
-    Returns ``{"promoted": version | None, "champion": version | None, "pruned": [...]}``.
+    Returns ``{"promoted": version | None, "champion": version | None, "pruned": [...],
+    "held": ["version (status)", ...]}``, ``held`` naming this run's versions not promoted
+    because an earlier decision about them stands.
     """
     entries = [registry.get(v) for v in versions]
     passing = [e for e in entries if e["status"] == "candidate" and (e.get("judgement") or {}).get("passed")]

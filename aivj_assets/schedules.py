@@ -123,11 +123,11 @@ def read_facts(settings: Settings) -> TrainingFacts:
         elif champion:  # it lost (or was never judged): its gain over the champion is the news
             improvement = _gain(_score(newest), _score(versions[champion]))
     stored = Store(settings).partitions()
+    done = _incremental_done(settings, registry) if champion and new_partitions(stored, champion_partitions) else None
     return TrainingFacts(
         paused_by=flag.by if flag.paused else None, stored=stored, champion=champion,
         champion_partitions=champion_partitions, last_full_at=last_full_at, last_improvement=improvement,
-        incremental_done=_incremental_done(settings, registry) if new_partitions(stored, champion_partitions)
-        and champion else None,
+        incremental_done=done,
     )
 
 
