@@ -202,6 +202,9 @@ def train_full(settings: Settings, registry: Registry, warm_version: str, *, con
     if reused is not None:
         return reused
     train_rows, val = corpus_split(settings, keys)
+    if len(train_rows) == 0:
+        raise NothingToTrain(f"the {len(keys)} stored partitions hold no training rows (every good row, if any, "
+                             "is a validation row)")
     _, judge_part = elite_split(settings)
     return _train_stage(settings, registry, stage="full", parent=warm_version, identity=identity, data=train_rows,
                         val=val, elite=judge_part, partitions=keys, data_hash=data_hash, control=control, log=log,
@@ -251,6 +254,9 @@ def train_incremental(settings: Settings, registry: Registry, *, control=None, l
     if reused is not None:
         return reused
     new_train, new_val = _split_table(settings, store.read_partitions(new_keys))
+    if new_train.num_rows == 0:  # e.g. a file whose rows were all bad: nothing new to learn from
+        raise NothingToTrain(f"the {len(new_keys)} partitions since champion {inputs.champion} hold no training "
+                             f"rows ({new_val.num_rows} validation rows): {', '.join(new_keys[:3])}")
     old_train, old_val = _split_table(settings, store.read_partitions(old_keys))
     replay = replay_sample(settings, old_train, new_train.num_rows, settings.replay_ratio, data_hash)
     data = tensors_from_table(pa.concat_tables([new_train, replay]), "store")

@@ -44,3 +44,25 @@ def test_new_partitions_follow_the_champions_manifest(aivj_env, tmp_path) -> Non
     (raw / "c-3.parquet").unlink()
     with pytest.raises(NothingToTrain, match=f"no partition arrived since champion {version}"):
         train_incremental(aivj_env, registry)
+
+
+def test_partitions_without_training_rows_leave_nothing_to_train(aivj_env, tmp_path) -> None:
+    from aivj_assets.data.contract import PAIR_SCHEMA
+    from aivj_assets.data.store import Store
+    from aivj_assets.stages import train_full
+
+    store = Store(aivj_env)
+    store.write_partition("a-1", PAIR_SCHEMA.empty_table(), {"content_hash": "a"})
+    registry = Registry(aivj_env.models_dir)
+    weights = tmp_path / "w.bin"
+    weights.write_bytes(b"weights")
+    champion = registry.register(weights, {"stage": "full", "data_partitions": ["a-1"]})
+    registry.promote(champion, by="test")
+    # A file whose every row was bad is stored with no rows: the incremental stage has nothing
+    # to learn from (it used to build a zero-width model and crash on the champion's weights).
+    store.write_partition("b-2", PAIR_SCHEMA.empty_table(), {"content_hash": "b"})
+    with pytest.raises(NothingToTrain, match=f"the 1 partitions since champion {champion} hold no training rows"):
+        train_incremental(aivj_env, registry)
+    with pytest.raises(NothingToTrain, match="the 2 stored partitions hold no training rows"):
+        train_full(aivj_env, registry, champion)
+    assert [e["version"] for e in registry.entries()] == [champion]
