@@ -42,6 +42,7 @@ class TrainingFacts:
     # (version, status) when the incremental stage would only reuse a version already rejected
     # or rolled back (same champion, new partitions and settings)
     incremental_done: tuple[str, str] | None = None
+    rolled_back: str | None = None  # the newest trained version, when the owner rolled it back
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,9 @@ def plan_nightly(facts: TrainingFacts, now: datetime, full_every_days: int, min_
     if new:
         shown = ", ".join(new[:3]) + (", ..." if len(new) > 3 else "")
         return Plan("incremental_training", f"{len(new)} new partitions since {facts.champion}: {shown}")
+    if facts.rolled_back:  # its gain is not a reason to train again: the owner turned it down
+        return Plan(None, f"nothing new since {facts.champion}; the last training, {facts.rolled_back}, was rolled "
+                          "back: waiting for new data")
     if facts.last_improvement is not None and facts.last_improvement < min_improvement:
         return Plan(None, f"nothing new since {facts.champion} and the last improvement was "
                           f"{facts.last_improvement:+.2%} (< {min_improvement:.1%})")
@@ -114,8 +118,10 @@ def read_facts(settings: Settings) -> TrainingFacts:
     # full training of its period, so an unchanged recipe is not judged again every night.
     last_full_at = max((datetime.fromisoformat(e.get("judged_at") or e["time"]) for e in fulls), default=None)
     improvement = None
+    rolled_back = None
     if trained:
         newest = trained[-1]
+        rolled_back = newest["version"] if newest.get("status") == "rolled_back" else None
         if newest["version"] == champion:  # it won: its gain over the champion it replaced
             previous = next((ev.get("previous") for ev in reversed(doc.get("events", []))
                              if ev.get("action") == "promote" and ev.get("version") == champion), None)
@@ -127,7 +133,7 @@ def read_facts(settings: Settings) -> TrainingFacts:
     return TrainingFacts(
         paused_by=flag.by if flag.paused else None, stored=stored, champion=champion,
         champion_partitions=champion_partitions, last_full_at=last_full_at, last_improvement=improvement,
-        incremental_done=done,
+        incremental_done=done, rolled_back=rolled_back,
     )
 
 

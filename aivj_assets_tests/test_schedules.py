@@ -53,6 +53,9 @@ def test_new_partitions_are_the_ones_the_champion_never_saw() -> None:
     ({"last_improvement": 0.004}, None, "nothing new since v1 and the last improvement was +0.40% (< 0.5%)"),
     ({"last_improvement": -0.01}, None, "nothing new since v1 and the last improvement was -1.00% (< 0.5%)"),
     ({"last_improvement": 0.006}, "full_training", "no new data, but the last training improved by +0.60%: train again"),
+    ({"last_improvement": 0.02, "rolled_back": "v2"}, None,
+     "nothing new since v1; the last training, v2, was rolled back: waiting for new data"),
+    ({"stored": ["a", "b", "c"], "rolled_back": "v2"}, "incremental_training", "1 new partitions since v1: c"),
     ({"paused_by": "telegram:owner", "champion": None}, None,
      "training is paused (by telegram:owner); /resume or `aivj resume` to go on"),
     ({"stored": [], "champion": None}, None, "no data ingested yet"),
@@ -93,6 +96,13 @@ def test_facts_from_the_registry_and_store(aivj_env) -> None:
     registry.reject(loser, ["does not beat the champion"], by="test")
     assert read_facts(aivj_env).last_improvement == pytest.approx(-0.002 / 0.96)
     assert read_facts(aivj_env).incremental_done is None  # p3 is new, and no incremental has tried it
+    assert read_facts(aivj_env).rolled_back is None
+    registry.rollback(by="owner")  # second goes back to first; the loser stays the newest
+    assert read_facts(aivj_env).rolled_back is None
+    newest = _version(registry, "incremental", ["p1", "p2", "p3"], 0.97)
+    registry.promote(newest, by="test")
+    registry.rollback(by="owner")
+    assert read_facts(aivj_env).rolled_back == newest
     PauseFlag.for_settings(aivj_env).pause(by="cli")
     assert read_facts(aivj_env).paused_by == "cli"
 
