@@ -169,15 +169,25 @@ def incremental_model(context: AssetExecutionContext, config: ModelStageConfig) 
 
 
 def candidates_in_run(context: AssetExecutionContext) -> list[str]:
-    """Version ids that this run's candidate materialisations recorded (lineage, not file times)."""
-    records = context.instance.get_records_for_run(
-        context.run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records
-    versions = []
-    for record in records:
-        mat = record.event_log_entry.asset_materialization
-        if mat is not None and mat.asset_key.to_user_string() in CANDIDATE_ASSETS and "version" in mat.metadata:
-            versions.append(str(mat.metadata["version"].value))
-    return versions
+    """Version ids that this run's candidate materialisations recorded (lineage, not file times).
+
+    A run re-executed from failure (the daemon's retries) runs only the steps that failed: a
+    candidate materialised by the run it retries is still this run's candidate, unless this
+    run materialised that asset again. So the chain of parent runs is read, oldest first.
+    """
+    instance = context.instance
+    chain, run = [], context.run
+    while run is not None:
+        chain.append(run.run_id)
+        run = instance.get_run_by_id(run.parent_run_id) if run.parent_run_id else None
+    by_asset: dict[str, str] = {}
+    for run_id in reversed(chain):
+        for record in instance.get_records_for_run(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records:
+            mat = record.event_log_entry.asset_materialization
+            key = mat.asset_key.to_user_string() if mat is not None else ""
+            if key in CANDIDATE_ASSETS and "version" in mat.metadata:
+                by_asset[key] = str(mat.metadata["version"].value)
+    return list(by_asset.values())
 
 
 @dg.asset(group_name="models", kinds={"pytorch"}, owners=OWNERS, deps=[full_model, incremental_model],

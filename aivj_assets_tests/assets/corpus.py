@@ -79,6 +79,24 @@ def run_job(instance: dg.DagsterInstance, name: str, **kwargs) -> dg.ExecuteInPr
     return defs.resolve_job_def(name).execute_in_process(instance=instance, raise_on_error=False, **kwargs)
 
 
+def project_job(name: str) -> dg.JobDefinition:
+    """One of the project's jobs, by name: what :func:`reexecute_from_failure` reconstructs."""
+    from aivj_assets.definitions import defs
+
+    return defs.resolve_job_def(name)
+
+
+def reexecute_from_failure(instance: dg.DagsterInstance, name: str, parent_run_id: str,
+                           run_config: dict | None = None) -> tuple[bool, str]:
+    """Re-execute a failed run's failed steps, in this process, as the daemon's retries do;
+    returns (success, run id)."""
+    job = dg.build_reconstructable_job("aivj_assets_tests.assets.corpus", "project_job", reconstructable_args=(name,))
+    config = {**(run_config or {}), "execution": {"config": {"in_process": {}}}}
+    options = dg.ReexecutionOptions.from_failure(parent_run_id, instance)
+    with dg.execute_job(job, instance, run_config=config, reexecution_options=options) as result:
+        return result.success, result.run_id
+
+
 def check_results(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
     """This run's check evaluations by ``asset:check`` name."""
     out = {}

@@ -14,6 +14,7 @@ from aivj_assets_tests.assets.corpus import (
     check_results,
     ingest,
     materialisations,
+    reexecute_from_failure,
     run_job,
     small_model_settings,
     write_base_corpus,
@@ -151,11 +152,28 @@ def test_incremental_promotion_mcnemar_and_rollback_job(model_env, dagster_insta
 
     write_new_file(settings, "fresh", 4000, seed=21)
     ingest(settings, dagster_instance, seq)
+    # The promotion step fails once (say the disk filled while copying the weights): the run
+    # fails after its candidate was trained and judged.
+    from aivj_assets import promotion
+
+    real_promote_best = promotion.promote_best
+
+    def fails_once(*args, **kwargs):
+        monkeypatch.setattr(promotion, "promote_best", real_promote_best)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(promotion, "promote_best", fails_once)
     six_epochs = {"ops": {"incremental_model": {"config": {"epochs": 6}}}}
     result = run_job(dagster_instance, "incremental_training", run_config=six_epochs)
-    assert result.success
+    assert not result.success
     inc = materialisations(result)["incremental_model"]["version"]
-    promoted = materialisations(result)["promoted_model"]
+    assert registry.get(inc)["judgement"]["passed"] and registry.champion()["version"] == first
+    # The daemon's retry re-executes only the failed step: the candidate is the parent run's.
+    success, retry_id = reexecute_from_failure(dagster_instance, "incremental_training", result.run_id, six_epochs)
+    assert success
+    retry = dagster_instance.get_records_for_run(retry_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+    assert [r.event_log_entry.asset_materialization.asset_key.to_user_string() for r in retry] == ["promoted_model"]
+    promoted = {k: v.value for k, v in retry[0].event_log_entry.asset_materialization.metadata.items()}
     assert promoted["champion"] == inc and promoted["promoted"] is True
     assert 0.0 <= promoted["mcnemar_p_value"] < 0.05  # a large gain on the judging rows is signal
     assert registry.get(inc)["paired"]["candidate_only"] > registry.get(inc)["paired"]["champion_only"]
