@@ -203,7 +203,8 @@ def read_env_file(path: Path) -> dict[str, str]:
         if line.startswith("export "):
             line = line[len("export ") :].strip()
         if "=" not in line:
-            raise ValueError(f"{path}:{lineno}: expected KEY=VALUE, got {line[:40]!r}")
+            # The line itself is not shown: it may be part of a secret (a value broken over lines).
+            raise ValueError(f"{path}:{lineno}: expected KEY=VALUE, found a line without '='")
         key, value = line.split("=", 1)
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":

@@ -50,6 +50,19 @@ def test_secrets_never_show(tmp_path: Path) -> None:
         assert "SECRETTOKEN" not in text and "hunter2" not in text
 
 
+
+def test_a_malformed_env_line_is_named_by_its_number_not_its_content(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    # A space instead of '=', and a quoted password broken over two lines.
+    for text, lineno in (("AIVJ_SEED=1\nTELEGRAM_TOKEN 123456:SECRETTOKEN\n", 2),
+                         ("AIVJ_SMTP_PASSWORD='hun\nter2'\n", 2)):
+        env_file.write_text(text)
+        with pytest.raises(ValueError) as caught:
+            load_settings(env={}, env_file=env_file)
+        assert f"{env_file}:{lineno}: expected KEY=VALUE" in str(caught.value)
+        assert "SECRET" not in str(caught.value) and "ter2" not in str(caught.value)
+
+
 def test_env_example_lists_every_setting() -> None:
     """.env.example is generated from Settings; a new field without a regenerate fails here."""
     import importlib.util
