@@ -67,10 +67,14 @@ class TickPlan:
 def candidate_files(settings: Settings) -> Iterator[tuple[str, os.stat_result]]:
     """(path relative to the data folder, stat) of every data file, nested folders included.
 
-    Hidden files and folders, the elite folder and the ledger are never refined data.
+    Hidden files and folders, the elite folder and the ledger are never refined data, nor are
+    the platform's own folders when AIVJ_HOME lies inside the data folder (the store's
+    partition and quarantine files would otherwise be ingested again, without end).
     """
     root = os.path.abspath(settings.data_dir)
-    elite = os.path.normcase(os.path.abspath(settings.elite_path))
+    skipped = {os.path.normcase(os.path.abspath(p)) for p in (
+        settings.elite_path, settings.store_dir, settings.models_dir, settings.checkpoints_dir,
+        settings.state_dir, settings.dagster_home)}
     ledger = os.path.join(root, LEDGER_NAME)
     skip = len(root) + 1
     # Plain strings and os.scandir: pathlib would cost more than the stat calls themselves.
@@ -87,7 +91,7 @@ def candidate_files(settings: Settings) -> Iterator[tuple[str, os.stat_result]]:
                 continue
             try:
                 if entry.is_dir(follow_symlinks=False):
-                    if os.path.normcase(entry.path) != elite:
+                    if os.path.normcase(entry.path) not in skipped:
                         stack.append(entry.path)
                     continue
                 if not name.lower().endswith(DATA_SUFFIXES) or entry.path == ledger:
@@ -165,7 +169,10 @@ def scan_tick(
                     content_hash = file_sha256(path)
                     hashed_files += 1
                     hashed_bytes += sig[0]
-                if _signature(os.stat(path)) != sig:
+                now_sig = _signature(os.stat(path))
+                # Windows' DirEntry.stat() gives inode 0 where os.stat() gives the file index:
+                # compare the inode only when the scan had one.
+                if now_sig[:2] != sig[:2] or (sig[2] and now_sig[2] != sig[2]):
                     waiting += 1  # changed while we read it: not settled after all
                     continue
             except OSError:

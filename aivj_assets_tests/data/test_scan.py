@@ -108,3 +108,41 @@ def test_ledger_is_rebuilt_from_the_store(aivj_env):
     keep = ("hash", "path", "size", "mtime_ns", "inode", "partition", "status", "rows")
     assert [{k: e[k] for k in keep} for e in after] == [{k: e[k] for k in keep} for e in before]
     assert scan_tick(aivj_env, 0).stats["hashed_files"] == 0
+
+
+def test_windows_scan_without_inodes_still_registers_each_file(aivj_env, monkeypatch):
+    # On Windows DirEntry.stat() reports st_ino 0 while os.stat() gives the file index.
+    real_scandir = os.scandir
+
+    class NoInode:
+        def __init__(self, entry):
+            self._entry, self.name, self.path = entry, entry.name, entry.path
+
+        def is_dir(self, follow_symlinks=True):
+            return self._entry.is_dir(follow_symlinks=follow_symlinks)
+
+        def stat(self):
+            st = self._entry.stat()
+            fields = list(st)
+            fields[1] = 0  # st_ino
+            return os.stat_result(fields, {"st_mtime": st.st_mtime, "st_ctime": st.st_ctime,
+                                           "st_mtime_ns": st.st_mtime_ns})
+
+    monkeypatch.setattr(os, "scandir", lambda path: [NoInode(e) for e in real_scandir(path)])
+    write_jsonl(aivj_env.data_dir / "a.jsonl", rows(3, seed=1))
+    first = scan_tick(aivj_env, 0)
+    assert len(first.requests) == 1 and first.stats["waiting"] == 0
+    again = scan_tick(aivj_env, first.last_seq)
+    assert again.requests == [] and again.stats["hashed_files"] == 0
+
+
+def test_platform_folders_inside_the_data_folder_are_not_data(aivj_env):
+    # AIVJ_HOME inside the data folder: the store's own Parquet and quarantine files must not
+    # come back as new data (each ingest would feed the next one, without end).
+    settings = aivj_env.replace(home=aivj_env.data_dir / "platform", dagster_home=aivj_env.data_dir / "dagster")
+    write_jsonl(settings.data_dir / "a.jsonl", rows(3, seed=1))
+    for folder in (settings.store_dir / "raw_pairs", settings.store_dir / "quarantine", settings.models_dir,
+                   settings.checkpoints_dir, settings.state_dir, settings.dagster_home):
+        write_jsonl(folder / "own.jsonl", rows(2, seed=2))
+    plan = scan_tick(settings, 0)
+    assert [r.path for r in plan.requests] == ["a.jsonl"]
