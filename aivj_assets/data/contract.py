@@ -173,6 +173,7 @@ def _validate_table(
         if missing.any():
             mark(missing, f"missing field {name!r}")
             lengths = np.where(missing, -1, lengths)
+        mark(lengths == 0, f"{name} has no values")  # a lineage of empty vectors would refuse all else
         if not np.isfinite(values[offsets[0] : offsets[-1]]).all():
             bad_cum = np.concatenate([[0], np.cumsum(~np.isfinite(values))])
             nonfinite = (bad_cum[offsets[1:]] - bad_cum[offsets[:-1]]) > 0
@@ -182,6 +183,8 @@ def _validate_table(
     labels = _labels(t, settings.label_field, n, mark)
     weights = np.ones(n, np.float32)
     if settings.weight_field in t.column_names:
+        if not _numeric(t[settings.weight_field].type):
+            raise _NeedLinePath(f"field {settings.weight_field!r} is not numeric")
         try:
             w = pc.cast(t[settings.weight_field], pa.float64()).to_numpy(zero_copy_only=False)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
@@ -191,6 +194,10 @@ def _validate_table(
         weights = w.astype(np.float32)
     pair_ids = None
     if settings.pair_id_field in t.column_names:
+        kind = t[settings.pair_id_field].type
+        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)
+                or pa.types.is_null(kind)):
+            raise _NeedLinePath(f"field {settings.pair_id_field!r} is not a string")
         try:
             pair_ids = pc.cast(t[settings.pair_id_field], pa.string())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -216,7 +223,16 @@ def _is_null(col) -> np.ndarray:
     return np.asarray(col.is_null().to_numpy(zero_copy_only=False), bool)
 
 
+def _numeric(t: pa.DataType) -> bool:
+    """Numbers as JSON and Parquet give them (not strings or booleans, which casts would take)."""
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_null(t)
+
+
 def _list_of_float32(col: pa.ChunkedArray, name: str) -> pa.ListArray:
+    t = col.type
+    if not ((pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t))
+            and _numeric(t.value_type)):
+        raise _NeedLinePath(f"field {name!r} is not a list of numbers")
     try:
         # Not a "safe" cast: an integer beyond 2**24 or a float64 becomes the nearest float32,
         # which is the normalisation itself; a value beyond float32's range becomes Inf and is
@@ -313,8 +329,8 @@ def _read_lines(path: Path, data: bytes, settings: Settings, lineage: dict | Non
             continue
         try:
             obj = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            bad.append(BadRow(str(path), lineno, f"malformed JSON: {exc}"))
+        except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, an integer of 4,300+ digits, deep nesting
+            bad.append(BadRow(str(path), lineno, f"malformed JSON: {str(exc)[:200]}"))
             continue
         if not isinstance(obj, dict):
             bad.append(BadRow(str(path), lineno, "a line must be a JSON object"))
@@ -362,24 +378,40 @@ def _record(obj: dict, f: Settings) -> tuple | str:
             return f"missing field {name!r}"
         if not isinstance(value, list) or not all(_is_number(x) for x in value):
             return f"{name} must be a list of numbers"
-        if not all(math.isfinite(x) for x in value):
+        if not value:
+            return f"{name} has no values"
+        # As float32, the stored form: a number beyond its range is Inf, refused like NaN and Inf.
+        try:
+            with np.errstate(over="ignore"):
+                vector = np.asarray(value, np.float32)
+        except OverflowError:  # an integer beyond even float64
             return f"{name} has NaN, Inf or null values"
-        vectors.append(value)
+        if not np.isfinite(vector).all():
+            return f"{name} has NaN, Inf or null values"
+        vectors.append(vector)
     label = obj.get(f.label_field)
     if label is None:
         return f"missing field {f.label_field!r}"
     if isinstance(label, bool):
         label = int(label)
     if not _is_number(label) or label not in (0, 1):
-        return f"label must be 0/1 or a boolean, got {label!r}"
+        return f"label must be 0/1 or a boolean, got {repr(label)[:40]}"
     weight = obj.get(f.weight_field, 1.0)
     weight = 1.0 if weight is None else weight
-    if not _is_number(weight) or not math.isfinite(weight) or weight < 0:
+    if not _is_number(weight) or not _finite(weight) or weight < 0:
         return "weight must be a finite number >= 0"
     pair_id = obj.get(f.pair_id_field)
     if pair_id is not None and not isinstance(pair_id, (str, int)):
         return "pair_id must be a string"
     return vectors[0], vectors[1], int(label), float(weight), None if pair_id is None else str(pair_id)
+
+
+def _finite(x) -> bool:
+    """math.isfinite, and False for an integer too large for a float (not an OverflowError)."""
+    try:
+        return math.isfinite(x)
+    except OverflowError:
+        return False
 
 
 def _is_number(x) -> bool:

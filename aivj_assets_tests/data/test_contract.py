@@ -51,6 +51,49 @@ def test_bad_rows_are_named_by_line_and_reason_and_good_rows_kept(aivj_env, tmp_
     assert out.rows == 3 and out.wrong_length_rows == 1
 
 
+@pytest.mark.parametrize(("field", "value", "reason"), [
+    ("audio", ["0.5"] * 32, "audio must be a list of numbers"),
+    ("preset", [True] * 24, "preset must be a list of numbers"),
+    ("audio", [], "audio has no values"),
+    ("weight", "0.5", "weight must be a finite number >= 0"),
+    ("weight", True, "weight must be a finite number >= 0"),
+    ("pair_id", 1.5, "pair_id must be a string"),
+])
+def test_a_row_is_judged_the_same_whatever_its_neighbours(aivj_env, tmp_path, field, value, reason):
+    # Every line alike lets pyarrow type the whole column (and a cast would take strings and
+    # booleans for numbers); one good line among them sends the file line by line.
+    good = rows(4)
+    alike = [dict(r, **{field: value}) for r in good[:3]]
+    for name, records in (("alike", alike), ("mixed", [*alike, good[3]])):
+        out = _read(write_jsonl(tmp_path / f"{name}.jsonl", records), aivj_env, {"audio_dim": 32, "preset_dim": 24})
+        assert [(b.line, b.reason) for b in out.bad] == [(i, reason) for i in (1, 2, 3)], name
+        assert out.rows == len(records) - 3
+
+
+def test_empty_vectors_do_not_fix_a_lineage(aivj_env, tmp_path):
+    out = _read(write_jsonl(tmp_path / "empty.jsonl", [dict(r, audio=[], preset=[]) for r in rows(3)]), aivj_env)
+    assert out.rows == 0 and out.audio_dim is None and [b.reason for b in out.bad] == ["audio has no values"] * 3
+
+
+def test_numbers_json_can_hold_but_float32_cannot_are_bad_rows_not_crashes(aivj_env, tmp_path):
+    good = rows(3)
+    big = "9" * 400  # beyond float64: math.isfinite raises OverflowError
+    records = [good[0], "{oops",  # one malformed line sends the file line by line
+               f'{{"audio": [{big}' + ", 0.1" * 31 + f'], "preset": {good[1]["preset"]}, "label": 1}}',
+               f'{{"audio": {good[1]["audio"]}, "preset": {good[1]["preset"]}, "label": 1, "weight": {big}}}',
+               f'{{"audio": [{"9" * 5000}], "preset": [0.1], "label": 1}}',  # past Python's int digit limit
+               '{"audio": ' + "[" * 100_000 + "]" * 100_000 + "}",  # nesting past the recursion limit
+               dict(good[2], audio=[1e39] + good[2]["audio"][1:]),  # a float64, Inf as float32
+               good[2]]
+    out = _read(write_jsonl(tmp_path / "odd.jsonl", records), aivj_env, {"audio_dim": 32, "preset_dim": 24})
+    reasons = {b.line: b.reason for b in out.bad}
+    assert sorted(reasons) == [2, 3, 4, 5, 6, 7]
+    assert reasons[3] == reasons[7] == "audio has NaN, Inf or null values"
+    assert reasons[4] == "weight must be a finite number >= 0"
+    assert reasons[5].startswith("malformed JSON") and reasons[6].startswith("malformed JSON")
+    assert out.rows == 2 and np.isfinite(out.audio).all()
+
+
 def test_vectorised_path_names_real_lines_past_blank_lines(aivj_env, tmp_path):
     good = rows(4)
     path = write_jsonl(tmp_path / "blank.jsonl", [good[0], "", good[1], dict(good[2], label=5), good[3]])
