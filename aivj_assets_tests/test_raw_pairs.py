@@ -70,6 +70,34 @@ def test_unreadable_file_fails_its_partition_and_others_flow(aivj_env, dagster_i
     assert {e["partition"]: e["status"] for e in ledger} == {broken: "failed", fine: "ingested"}
 
 
+def test_a_file_moved_or_edited_before_its_run_is_read_from_its_recorded_copy(aivj_env, dagster_instance):
+    data = aivj_env.data_dir
+    moved = write_jsonl(data / "batch.jsonl", rows(20, seed=1))
+    edited = write_jsonl(data / "other.jsonl", rows(30, seed=2))
+    keys = _register(aivj_env, dagster_instance)  # both pending; their runs wait in the queue
+    (data / "archive").mkdir()
+    moved.rename(data / "archive" / "batch.jsonl")  # the owner tidies up
+    (data / "other_copy.jsonl").write_bytes(edited.read_bytes())
+    assert scan_tick(aivj_env, 99).requests == []  # both recorded as duplicates of their partitions
+    write_jsonl(edited, rows(5, seed=3))  # then the original is edited in place
+    for key in keys:
+        result = _materialize(dagster_instance, key)
+        assert result.success
+        [mat] = result.asset_materializations_for_node("raw_pairs")
+        rel = Store(aivj_env).partition_meta(key)["source_rel"]
+        expected = "archive/batch.jsonl" if key.startswith("batch") else "other_copy.jsonl"
+        assert rel == expected and mat.metadata["rows"].value == (20 if key.startswith("batch") else 30)
+    # With no usable copy the error names the registered file and says why.
+    gone = write_jsonl(data / "gone.jsonl", rows(4, seed=4))
+    # (this scan also registers other.jsonl's new content as its own partition)
+    [key] = [r.partition for r in scan_tick(aivj_env, 99).requests if r.partition.startswith("gone")]
+    dagster_instance.add_dynamic_partitions(data_files.name, [key])
+    gone.unlink()
+    result = _materialize(dagster_instance, key)
+    assert not result.success
+    assert "gone.jsonl: cannot read the file" in Store(aivj_env).failure(key)["reason"]
+
+
 def test_wrong_lineage_file_fails_the_blocking_check(aivj_env, dagster_instance):
     write_jsonl(aivj_env.data_dir / "a.jsonl", rows(20))
     [first] = _register(aivj_env, dagster_instance)

@@ -43,42 +43,38 @@ class IngestReport:
 def ingest_partition(settings: Settings, key: str) -> IngestReport:
     """Validate partition ``key``'s file and store its good rows; DataFileError if unreadable."""
     started = time.perf_counter()
-    entry = Ledger(settings).entry_for(key)
-    if entry is None:
+    sources = Ledger(settings).sources_for(key)
+    if not sources:
         raise DataFileError(
             f"partition {key}: no ledger entry in {settings.data_dir / 'processed_hashes.jsonl'}; "
             "data files are registered by the data_files_sensor (or `aivj demo`)"
         )
-    path = settings.data_dir / entry["path"]
+    entry = sources[0]
     store = Store(settings)
-    base = {"partition": key, "source_path": str(path), "source_rel": entry["path"], "content_hash": entry["hash"],
-            "size": entry["size"], "mtime_ns": entry["mtime_ns"], "inode": entry["inode"],
-            "registered_seq": entry["seq"], "time": now_iso()}
+
+    def facts(source: dict) -> dict:
+        return {"partition": key, "source_path": str(settings.data_dir / source["path"]), "source_rel": source["path"],
+                "content_hash": entry["hash"], "size": source["size"], "mtime_ns": source["mtime_ns"],
+                "inode": source["inode"], "registered_seq": entry["seq"], "time": now_iso()}
+
+    base = facts(entry)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest") as helper:
         try:
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                raise DataFileError(f"{path}: cannot read the file: {exc.strerror or exc}") from None
-            # sha256 and pyarrow release the GIL: the file is hashed while it is parsed.
-            hashing = helper.submit(lambda: hashlib.sha256(data).hexdigest())
-            lineage = store.lineage()
-            try:
-                result, unreadable = read_pairs(path, data, settings, lineage), None
-            except DataFileError as exc:
-                result, unreadable = None, exc
-            content_hash = hashing.result()
-            if content_hash != entry["hash"]:
-                raise DataFileError(
-                    f"{path}: content changed since it was registered (sha256 {content_hash[:12]}, expected "
-                    f"{entry['hash'][:12]}); the new content is ingested as its own partition"
-                )
-            if unreadable is not None:
-                raise unreadable
-            if lineage is None and result.audio_dim is not None:
-                lineage = store.fix_lineage(result.audio_dim, result.preset_dim)
-                if (lineage["audio_dim"], lineage["preset_dim"]) != (result.audio_dim, result.preset_dim):
-                    result = read_pairs(path, data, settings, lineage)  # another file fixed it first
+            # The registered file first; if it was moved away or edited since, a copy the sensor
+            # recorded as its duplicate (same content: often the file itself, moved) serves.
+            gone: list[DataFileError] = []
+            for source in sources:
+                path = settings.data_dir / source["path"]
+                try:
+                    data, result, lineage = _read_source(settings, store, path, entry["hash"], helper)
+                except _SourceGone as exc:
+                    gone.append(exc.error)
+                    continue
+                base = facts(source)
+                break
+            else:
+                more = f" (nor could its {len(gone) - 1} recorded copies be used)" if len(gone) > 1 else ""
+                raise DataFileError(f"{gone[0]}{more}")
         except DataFileError as exc:
             store.write_failure(key, {**base, "reason": str(exc)})
             raise
@@ -122,6 +118,44 @@ def ingest_partition(settings: Settings, key: str) -> IngestReport:
         seconds=time.perf_counter() - started,
         bad_examples=[f"line {b.line}: {b.reason}" for b in result.bad[:5]],
     )
+
+
+class _SourceGone(Exception):
+    """The file at a registered path cannot be read, or no longer holds the registered bytes."""
+
+    def __init__(self, error: DataFileError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _read_source(settings: Settings, store: Store, path: Path, expected_hash: str,
+                 helper: ThreadPoolExecutor) -> tuple[bytes, FileRows, dict | None]:
+    """(bytes, validated rows, lineage) of ``path``; _SourceGone if it is not the registered file
+    any more, DataFileError if it is but cannot be read as data."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise _SourceGone(DataFileError(f"{path}: cannot read the file: {exc.strerror or exc}")) from None
+    # sha256 and pyarrow release the GIL: the file is hashed while it is parsed.
+    hashing = helper.submit(lambda: hashlib.sha256(data).hexdigest())
+    lineage = store.lineage()
+    try:
+        result, unreadable = read_pairs(path, data, settings, lineage), None
+    except DataFileError as exc:
+        result, unreadable = None, exc
+    content_hash = hashing.result()
+    if content_hash != expected_hash:
+        raise _SourceGone(DataFileError(
+            f"{path}: content changed since it was registered (sha256 {content_hash[:12]}, expected "
+            f"{expected_hash[:12]}); the new content is ingested as its own partition"
+        ))
+    if unreadable is not None:
+        raise unreadable
+    if lineage is None and result.audio_dim is not None:
+        lineage = store.fix_lineage(result.audio_dim, result.preset_dim)
+        if (lineage["audio_dim"], lineage["preset_dim"]) != (result.audio_dim, result.preset_dim):
+            result = read_pairs(path, data, settings, lineage)  # another file fixed it first
+    return data, result, lineage
 
 
 def _summary(store: Store, result: FileRows) -> dict | None:

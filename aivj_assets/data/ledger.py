@@ -91,10 +91,17 @@ class Ledger:
 
     def entry_for(self, partition: str) -> dict | None:
         """The registering entry of ``partition`` (not its duplicates)."""
-        for e in self.load():
-            if e["partition"] == partition and e["status"] != "duplicate":
-                return e
-        return None
+        sources = self.sources_for(partition)
+        return sources[0] if sources else None
+
+    def sources_for(self, partition: str) -> list[dict]:
+        """The registering entry of ``partition``, then the entries of its duplicates (same
+        content under other paths, newest first); [] when the partition is not registered."""
+        entries = [e for e in self.load() if e["partition"] == partition]
+        first = [e for e in entries if e["status"] != "duplicate"][:1]
+        copies = [e for e in reversed(entries) if e["status"] == "duplicate" and e.get("hash") in
+                  {f.get("hash") for f in first}]
+        return first + copies if first else []
 
 
 @contextmanager
