@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from aivj_assets.data.split import validation_mask
 from aivj_assets.data.store import Store
@@ -53,12 +54,49 @@ class StageResult:
 
 
 # --- data ---------------------------------------------------------------------------------
+def elite_hashes(settings: Settings) -> tuple[pa.Array, pa.Array]:
+    """Row hashes of the stored elite set's (warm-up, judging) parts; empty before there is one."""
+    try:
+        table = Store(settings).elite_table().select(["row_hash", "part"])
+    except FileNotFoundError:
+        return pa.array([], pa.string()), pa.array([], pa.string())
+    part = table.column("part")
+    return (table.filter(pc.equal(part, "warmup")).column("row_hash").combine_chunks(),
+            table.filter(pc.equal(part, "judge")).column("row_hash").combine_chunks())
+
+
+def _elite_digest(settings: Settings) -> str:
+    """Short hash of which rows are elite warm-up and judging rows: they decide what trains."""
+    warm, judge = elite_hashes(settings)
+    blob = "\n".join(sorted(judge.to_pylist())) + "|" + "\n".join(sorted(warm.to_pylist()))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _split_masks(settings: Settings, table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) masks of a store table's rows by content hash.
+
+    No model is judged on rows it was trained on, and the owner's elite pairs may also sit in
+    the refined data: a row of the elite judging part never trains, and a row of the elite
+    warm-up part (which every warm-up trains on) never counts as a validation row.
+    """
+    hashes = table.column("row_hash")
+    val = validation_mask(hashes.to_numpy(zero_copy_only=False), settings.val_fraction)
+    warm, judge = elite_hashes(settings)
+
+    def among(values: pa.Array) -> np.ndarray:
+        if not len(values):
+            return np.zeros(len(val), bool)
+        return np.asarray(pc.is_in(hashes, value_set=values).to_numpy(zero_copy_only=False), bool)
+
+    return ~val & ~among(judge), val & ~among(warm)
+
+
 def _split_table(settings: Settings, table: pa.Table) -> tuple[pa.Table, pa.Table]:
-    """(train, val) rows of a store table by content hash, before any tensor conversion."""
+    """(train, val) rows of a store table, before any tensor conversion (:func:`_split_masks`)."""
     if table.num_rows == 0:
         return table, table
-    val = validation_mask(table.column("row_hash").to_numpy(zero_copy_only=False), settings.val_fraction)
-    return table.filter(pa.array(~val)), table.filter(pa.array(val))
+    train, val = _split_masks(settings, table)
+    return table.filter(pa.array(train)), table.filter(pa.array(val))
 
 
 def corpus_split(settings: Settings, keys: list[str] | None = None) -> tuple[PairTensors, PairTensors]:
@@ -73,7 +111,7 @@ def validation_rows(settings: Settings, keys: list[str] | None = None) -> PairTe
     if table.num_rows == 0:
         return tensors_from_table(table, "store")
     # Pick validation rows on the hash column first: only those become tensors.
-    val = validation_mask(table.column("row_hash").to_numpy(zero_copy_only=False), settings.val_fraction)
+    _, val = _split_masks(settings, table)
     return tensors_from_table(table.filter(pa.array(val)), "store (validation rows)")
 
 
@@ -197,7 +235,8 @@ def train_full(settings: Settings, registry: Registry, warm_version: str, *, con
     if not keys:
         raise NothingToTrain(f"{store.raw_dir}: no partitions ingested yet")
     data_hash = store.manifest_hash(keys)
-    identity = f"full|from={warm_version}|data={data_hash[:16]}|{_training_key(settings, settings.full_epochs)}"
+    identity = (f"full|from={warm_version}|data={data_hash[:16]}|elite={_elite_digest(settings)}|"
+                f"{_training_key(settings, settings.full_epochs)}")
     reused = _reusable(registry, "full", identity, log)
     if reused is not None:
         return reused
@@ -240,7 +279,8 @@ def incremental_inputs(settings: Settings, registry: Registry) -> IncrementalInp
     data_hash = Store(settings).manifest_hash(sorted(new_keys + old_keys))
     key = _training_key(settings, settings.incremental_epochs)
     return IncrementalInputs(champion["version"], new_keys, old_keys, data_hash,
-                             f"incremental|from={champion['version']}|data={data_hash[:16]}|{key}")
+                             f"incremental|from={champion['version']}|data={data_hash[:16]}|"
+                             f"elite={_elite_digest(settings)}|{key}")
 
 
 def train_incremental(settings: Settings, registry: Registry, *, control=None, log=print, run_id: str = "",

@@ -66,3 +66,33 @@ def test_partitions_without_training_rows_leave_nothing_to_train(aivj_env, tmp_p
     with pytest.raises(NothingToTrain, match="the 2 stored partitions hold no training rows"):
         train_full(aivj_env, registry, champion)
     assert [e["version"] for e in registry.entries()] == [champion]
+
+
+def test_elite_rows_in_the_refined_data_never_train_what_judges_them(aivj_env, tmp_path) -> None:
+    from aivj_assets.data.contract import read_pairs
+    from aivj_assets.data.split import validation_mask
+    from aivj_assets.data.store import Store
+    from aivj_assets.stages import _elite_digest, corpus_split, validation_rows
+    from aivj_assets_tests.data.helpers import rows, write_jsonl
+
+    path = write_jsonl(tmp_path / "refined.jsonl", rows(300, seed=5))
+    table = read_pairs(path, path.read_bytes(), aivj_env, None).table
+    store = Store(aivj_env)
+    store.write_partition("refined-1", table, {"content_hash": "r"})
+    hashes = table.column("row_hash").to_pylist()
+    on_val = validation_mask(hashes, aivj_env.val_fraction)
+    train_side, val_side = [i for i in range(300) if not on_val[i]], [i for i in range(300) if on_val[i]]
+    before_train, before_val = corpus_split(aivj_env)
+    assert (len(before_train), len(before_val)) == (len(train_side), len(val_side))
+    digest = _elite_digest(aivj_env)
+
+    # The owner hand-picked elite pairs out of the refined data: one training-side row lands in
+    # the judging part, one validation-side row in the warm-up part.
+    judged, warmed = hashes[train_side[0]], hashes[val_side[0]]
+    elite = table.take([train_side[0], val_side[0]]).append_column("part", pa.array(["judge", "warmup"]))
+    store.write_elite(elite)
+    train, val = corpus_split(aivj_env)
+    assert judged not in set(train.row_hash) and len(train) == len(train_side) - 1
+    assert warmed not in set(val.row_hash) and len(val) == len(val_side) - 1
+    assert set(validation_rows(aivj_env).row_hash) == set(val.row_hash)
+    assert _elite_digest(aivj_env) != digest  # so full and incremental identities follow the elite set
