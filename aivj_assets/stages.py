@@ -23,6 +23,7 @@ from aivj_assets.data.store import Store
 from aivj_assets.importance import TOP_FEATURES, permutation_importance
 from aivj_assets.registry import Registry
 from aivj_assets.settings import Settings
+from aivj_assets.training.checkpoints import CheckpointManager
 from aivj_assets.training.dataset import PairTensors, elite_parts, tensors_from_table
 from aivj_assets.training.loop import TrainConfig, train
 from aivj_assets.training.model import build_model, load_state_dict
@@ -140,12 +141,20 @@ def _training_key(settings: Settings, epochs: int) -> str:
 def _train_stage(settings: Settings, registry: Registry, *, stage: str, parent: str | None, identity: str,
                  data: PairTensors, val: PairTensors, elite: PairTensors, partitions: list[str], data_hash: str,
                  control: Callable[[dict], str] | None, log: Callable[[str], None], run_id: str, cmd_line: str,
-                 extra_meta: dict[str, Any] | None = None) -> StageResult:
+                 extra_meta: dict[str, Any] | None = None, resumes: str | None = None) -> StageResult:
+    """Train and register one stage. ``identity`` names the version (for reuse); ``resumes``
+    (default: the identity) names the checkpoints a stopped run of it goes on from."""
     epochs = int(getattr(settings, STAGE_EPOCHS[stage]))
     model = build_model(settings, data.audio_dim, data.preset_dim)
     if parent:
         model.load_state_dict(load_state_dict(registry.weights_path(parent)))
-    config = TrainConfig.from_settings(settings, epochs=epochs, identity=identity,
+    checkpoints = resumes or identity
+    state = CheckpointManager(settings.checkpoints_dir / stage, checkpoints).state() or {}
+    # A training of these checkpoints that finished on other data is done, not to be resumed:
+    # the new data starts a fresh one.
+    done_elsewhere = (state.get("identity") == checkpoints and state.get("status") == "finished"
+                      and state.get("manifest_hash") != data_hash)
+    config = TrainConfig.from_settings(settings, epochs=epochs, identity=checkpoints, resume=not done_elsewhere,
                                        checkpoint_dir=settings.checkpoints_dir / stage, manifest_hash=data_hash)
     result = train(model, data, val=val, elite=elite, config=config, control=control, log=log)
     rows = {"train": len(data), "val": len(val), "elite_judge": len(elite)}
@@ -235,8 +244,8 @@ def train_full(settings: Settings, registry: Registry, warm_version: str, *, con
     if not keys:
         raise NothingToTrain(f"{store.raw_dir}: no partitions ingested yet")
     data_hash = store.manifest_hash(keys)
-    identity = (f"full|from={warm_version}|data={data_hash[:16]}|elite={_elite_digest(settings)}|"
-                f"{_training_key(settings, settings.full_epochs)}")
+    recipe = f"full|from={warm_version}|elite={_elite_digest(settings)}|{_training_key(settings, settings.full_epochs)}"
+    identity = f"{recipe}|data={data_hash[:16]}"
     reused = _reusable(registry, "full", identity, log)
     if reused is not None:
         return reused
@@ -245,9 +254,12 @@ def train_full(settings: Settings, registry: Registry, warm_version: str, *, con
         raise NothingToTrain(f"the {len(keys)} stored partitions hold no training rows (every good row, if any, "
                              "is a validation row)")
     _, judge_part = elite_split(settings)
+    # A full training takes several nights while new files keep arriving: its checkpoints are
+    # named without the data, so a stopped run goes on with the data as it is now (new rows
+    # join at the next epoch) instead of starting again each time a file lands.
     return _train_stage(settings, registry, stage="full", parent=warm_version, identity=identity, data=train_rows,
                         val=val, elite=judge_part, partitions=keys, data_hash=data_hash, control=control, log=log,
-                        run_id=run_id, cmd_line=cmd_line)
+                        run_id=run_id, cmd_line=cmd_line, resumes=recipe)
 
 
 def new_partitions(settings: Settings, registry: Registry) -> tuple[dict[str, Any], list[str], list[str]]:

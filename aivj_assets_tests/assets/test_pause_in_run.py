@@ -16,6 +16,7 @@ from aivj_assets_tests.assets.corpus import (
     run_job,
     small_model_settings,
     write_base_corpus,
+    write_new_file,
 )
 
 
@@ -52,3 +53,41 @@ def test_paused_run_waits_then_finishes_from_its_checkpoint(aivj_env, dagster_in
     assert Registry(settings.models_dir).meta(warmed["version"])["stage"] == "warmup"
     assert flag.state().paused is False
 
+
+
+@pytest.mark.timeout(300)
+def test_a_full_training_stopped_by_the_window_goes_on_after_new_data_arrived(aivj_env, dagster_instance,
+                                                                             monkeypatch) -> None:
+    from aivj_assets.stages import train_full
+
+    settings = small_model_settings(monkeypatch)
+    write_base_corpus(settings, pairs=3000, elite=300)
+    seq = ingest(settings, dagster_instance)
+    result = run_job(dagster_instance, "full_training", asset_selection=[dg.AssetKey("elite_set"), dg.AssetKey("warmed_model")])
+    warm = materialisations(result)["warmed_model"]["version"]
+    registry = Registry(settings.models_dir)
+
+    polls = []
+
+    def window_closes(progress: dict) -> str:  # the deadline passes at the loop's second poll
+        polls.append(progress)
+        return "stop" if len(polls) >= 2 else "continue"
+
+    first = train_full(settings, registry, warm, control=window_closes)
+    assert first.status == "stopped" and first.version is None and first.checkpoint.startswith("step_")
+    stopped_at = first.checkpoint
+
+    # During the day a new file arrives: the next night goes on from the checkpoint (new rows
+    # join at the next epoch) instead of starting the full training again.
+    write_new_file(settings, "during_the_day", 500, seed=9)
+    seq = ingest(settings, dagster_instance, seq)
+    second = train_full(settings, registry, warm)
+    assert second.status == "finished" and second.resumed_from == stopped_at
+    assert any(k.startswith("during_the_day") for k in registry.meta(second.version)["data_partitions"])
+
+    # Finished on that data, its checkpoints are not resumed for other data: more data later
+    # trains afresh rather than handing back the finished model.
+    write_new_file(settings, "next_day", 500, seed=10)
+    ingest(settings, dagster_instance, seq)
+    third = train_full(settings, registry, warm)
+    assert third.status == "finished" and third.resumed_from is None and third.version != second.version
