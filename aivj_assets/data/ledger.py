@@ -35,11 +35,13 @@ class Ledger:
         self.path = settings.data_dir / LEDGER_NAME
         self.last_seen_path = settings.data_dir / LAST_SEEN_NAME
 
-    def load(self) -> list[dict]:
-        """Every entry; rebuilt from the store (and saved) when the file is missing."""
+    def load(self, *, persist: bool = False) -> list[dict]:
+        """Every entry; rebuilt from the store when the file is missing, and saved then only
+        with ``persist`` (a caller holding :func:`ledger_lock`: a reader without it could
+        overwrite entries the sensor has just saved)."""
         if not self.path.exists():
             entries = self.rebuild()
-            if entries:
+            if entries and persist:
                 self.save(entries)
             return entries
         lines = [raw for raw in self.path.read_text(encoding="utf-8").splitlines() if raw.strip()]

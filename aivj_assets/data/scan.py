@@ -126,7 +126,7 @@ def scan_tick(
     store = Store(settings)
     ledger = Ledger(settings)
     with ledger_lock(settings):
-        entries = ledger.load()
+        entries = ledger.load(persist=True)
         next_seq = max([committed_seq, *(e["seq"] for e in entries)]) + 1
         requests: list[Registration] = []
         changed, next_seq = _reconcile(settings, store, entries, committed_seq, next_seq, requests, materialized, run_state)

@@ -103,11 +103,16 @@ def test_ledger_is_rebuilt_from_the_store(aivj_env):
     ingest_partition(aivj_env, plan.requests[0].partition)
     scan_tick(aivj_env, plan.last_seq)
     before = Ledger(aivj_env).load()
-    (aivj_env.data_dir / "processed_hashes.jsonl").unlink()
+    ledger_file = aivj_env.data_dir / "processed_hashes.jsonl"
+    ledger_file.unlink()
     after = Ledger(aivj_env).load()
     keep = ("hash", "path", "size", "mtime_ns", "inode", "partition", "status", "rows")
     assert [{k: e[k] for k in keep} for e in after] == [{k: e[k] for k in keep} for e in before]
+    # A reader (an ingest run) does not write the rebuilt ledger: without the ledger lock it
+    # could overwrite entries the sensor has just saved. The sensor's tick writes it.
+    assert not ledger_file.exists()
     assert scan_tick(aivj_env, 0).stats["hashed_files"] == 0
+    assert ledger_file.exists()
 
 
 def test_windows_scan_without_inodes_still_registers_each_file(aivj_env, monkeypatch):
