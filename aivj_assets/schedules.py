@@ -146,9 +146,11 @@ def _incremental_done(settings: Settings, registry) -> tuple[str, str] | None:
         identity = incremental_inputs(settings, registry).identity
     except NothingToTrain:
         return None
-    found = registry.find(identity=identity, stage="incremental")
-    status = registry.get(found)["status"] if found else None
-    return (found, status) if status in ("rejected", "rolled_back") else None
+    # Pruned versions count too: on low disk a rejected candidate is pruned at once, and
+    # training the same recipe again would only be rejected again.
+    tried = [e for e in registry.entries() if e.get("identity") == identity and e.get("stage") == "incremental"]
+    status = tried[-1]["status"] if tried else None
+    return (tried[-1]["version"], status) if status in ("rejected", "rolled_back") else None
 
 
 _JOBS = {"full_training": full_training, "incremental_training": incremental_training}

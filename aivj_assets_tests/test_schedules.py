@@ -121,6 +121,8 @@ def test_facts_name_the_incremental_that_tonight_would_only_judge_again(aivj_env
     assert read_facts(aivj_env).incremental_done is None  # a candidate not judged yet: run it
     registry.reject(tried, ["does not beat the champion"], by="test")
     assert read_facts(aivj_env).incremental_done == (tried, "rejected")
+    registry.update(tried, pruned=True)  # on low disk retention prunes a rejected candidate at once
+    assert read_facts(aivj_env).incremental_done == (tried, "rejected")
     # Another setting (here the epochs) is another recipe: tonight trains it.
     other = aivj_env.replace(incremental_epochs=aivj_env.incremental_epochs + 1)
     assert read_facts(other).incremental_done is None
