@@ -50,10 +50,26 @@ def stage(path: Path, write: Callable[[str], None], *, durable: bool = True) -> 
         raise
 
 
+_WINDOWS = os.name == "nt"
+_REPLACE_TRIES = 20  # about 2 s in all
+
+
 def commit(tmp: Path, path: Path) -> None:
-    """Rename a :func:`stage` file over ``path``: readers see the old file or the new one, never half."""
+    """Rename a :func:`stage` file over ``path``: readers see the old file or the new one, never half.
+
+    On Windows a file another process has open cannot be replaced (Python and Arrow open
+    files without FILE_SHARE_DELETE): the rename is tried again for a moment, since readers
+    such as the sensor, an ingest run or the training's pause check hold files only briefly.
+    """
     try:
-        os.replace(tmp, path)
+        for attempt in range(_REPLACE_TRIES):
+            try:
+                os.replace(tmp, path)
+                return
+            except PermissionError:
+                if not _WINDOWS or attempt == _REPLACE_TRIES - 1:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
