@@ -23,7 +23,7 @@ from aivj_assets.data.store import Store
 from aivj_assets.judging import Gate, Judgement, gate_weights_finite, gate_weights_hash, judge, mcnemar_exact
 from aivj_assets.registry import Registry, atomic_write_json, file_sha256
 from aivj_assets.resources.notifier import notify
-from aivj_assets.settings import Settings
+from aivj_assets.settings import Settings, version_settings
 from aivj_assets.stages import corpus_split, elite_split
 from aivj_assets.training.dataset import PairTensors
 from aivj_assets.training.metrics import evaluate, predict
@@ -91,12 +91,13 @@ def judge_candidate(settings: Settings, registry: Registry, version: str) -> Ver
     dims = (int(meta["dims"]["audio_dim"]), int(meta["dims"]["preset_dim"]))
     _, judge_part = elite_split(settings)
     _, val = corpus_split(settings)
-    cand, cand_correct = _measure(settings, weights, dims, judge_part, val)
+    cand, cand_correct = _measure(version_settings(settings, meta), weights, dims, judge_part, val)
     champ_entry = registry.champion()
     champ = paired = None
     if champ_entry is not None and champ_entry["version"] != version:
         champ_weights = load_state_dict(registry.weights_path(champ_entry["version"]))
-        champ, champ_correct = _measure(settings, champ_weights, dims, judge_part, val)
+        champ_settings = version_settings(settings, registry.meta(champ_entry["version"]))
+        champ, champ_correct = _measure(champ_settings, champ_weights, dims, judge_part, val)
         paired = mcnemar_exact(cand_correct, champ_correct)
     judgement = judge(version, settings=settings, integrity=integrity, candidate=cand, champion=champ,
                       history=meta.get("history") or [], previous_val_accuracy=_previous_val_accuracy(registry, version),
@@ -275,6 +276,7 @@ def import_champion(settings: Settings, registry: Registry, path: Path) -> str:
         "source": str(path.resolve()), "metrics": {}, "history": [],
         "dims": {"audio_dim": audio_dim, "preset_dim": preset_dim},
         "cmd_line": f"aivj import-model {path}", "run_id": "", "data_hash": "", "data_partitions": [],
+        "settings": settings.public_dict(),
     })
     registry.promote(version, by="import-model", reason=f"imported from {path}")
     return version

@@ -21,7 +21,7 @@ import dagster as dg
 
 from aivj_assets.jobs import TRAINING_TAGS, full_training, incremental_training
 from aivj_assets.resources.control import PauseFlag
-from aivj_assets.settings import Settings, load_settings
+from aivj_assets.settings import Settings, architecture_change, describe_change, load_settings
 from aivj_assets.window import cron_for_window_start, open_window
 
 DEADLINE_TAG = "aivj/deadline"
@@ -43,6 +43,7 @@ class TrainingFacts:
     # or rolled back (same champion, new partitions and settings)
     incremental_done: tuple[str, str] | None = None
     rolled_back: str | None = None  # the newest trained version, when the owner rolled it back
+    architecture_change: str = ""  # how the settings' model shape differs from the champion's
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,9 @@ def plan_nightly(facts: TrainingFacts, now: datetime, full_every_days: int, min_
         return Plan(None, "no data ingested yet")
     if facts.champion is None:
         return Plan("full_training", "no champion yet")
+    if facts.architecture_change:
+        return Plan("full_training", f"the model's architecture changed since champion {facts.champion} "
+                                     f"({facts.architecture_change}): a new lineage")
     if facts.last_full_at is None:
         return Plan("full_training", f"champion {facts.champion} has no full training behind it")
     age = now - facts.last_full_at
@@ -110,8 +114,11 @@ def read_facts(settings: Settings) -> TrainingFacts:
     versions = doc.get("versions", {})
     champion = doc.get("champion")
     champion_partitions: list[str] = []
+    change = ""
     if champion:
-        champion_partitions = list(registry.meta(champion).get("data_partitions") or [])
+        meta = registry.meta(champion)
+        champion_partitions = list(meta.get("data_partitions") or [])
+        change = describe_change(architecture_change(settings, meta))
     trained = [e for e in versions.values() if e.get("stage") in ("full", "incremental")]
     fulls = [e for e in trained if e.get("stage") == "full"]
     # A full stage that reused its version (nothing changed) judged it again: that counts as the
@@ -133,7 +140,7 @@ def read_facts(settings: Settings) -> TrainingFacts:
     return TrainingFacts(
         paused_by=flag.by if flag.paused else None, stored=stored, champion=champion,
         champion_partitions=champion_partitions, last_full_at=last_full_at, last_improvement=improvement,
-        incremental_done=done, rolled_back=rolled_back,
+        incremental_done=done, rolled_back=rolled_back, architecture_change=change,
     )
 
 

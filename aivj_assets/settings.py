@@ -265,3 +265,25 @@ def load_settings(env: dict[str, str] | None = None, env_file: Path | None = Non
         if isinstance(value, Path) and not value.is_absolute():
             settings = settings.replace(**{key: (PROJECT_ROOT / value).resolve()})
     return settings
+
+
+ARCHITECTURE = ("hidden_dim", "embed_dim", "model_factory")  # the settings that shape the weights
+
+
+def architecture_change(settings: Settings, meta: dict[str, Any] | None) -> dict[str, tuple[Any, Any]]:
+    """{setting: (the version's value, the settings' value)} for each architecture setting that
+    differs between a version's recorded settings (``meta["settings"]``) and ``settings``."""
+    recorded = (meta or {}).get("settings") or {}
+    return {k: (recorded[k], getattr(settings, k)) for k in ARCHITECTURE
+            if k in recorded and (recorded[k] or None) != (getattr(settings, k) or None)}
+
+
+def version_settings(settings: Settings, meta: dict[str, Any] | None) -> Settings:
+    """``settings`` with the architecture a registered version was trained with, so its weights
+    load whatever the settings say now (an older champion judged against a new candidate)."""
+    change = architecture_change(settings, meta)
+    return settings.replace(**{k: old for k, (old, _) in change.items()}) if change else settings
+
+
+def describe_change(change: dict[str, tuple[Any, Any]]) -> str:
+    return ", ".join(f"{k} {old} -> {new}" for k, (old, new) in change.items())

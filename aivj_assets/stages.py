@@ -22,7 +22,7 @@ from aivj_assets.data.split import validation_mask
 from aivj_assets.data.store import Store
 from aivj_assets.importance import TOP_FEATURES, permutation_importance
 from aivj_assets.registry import Registry
-from aivj_assets.settings import Settings
+from aivj_assets.settings import Settings, architecture_change, describe_change
 from aivj_assets.training.checkpoints import CheckpointManager
 from aivj_assets.training.dataset import PairTensors, elite_parts, tensors_from_table
 from aivj_assets.training.loop import TrainConfig, train
@@ -222,6 +222,12 @@ def train_warmup(settings: Settings, registry: Registry, *, control=None, log=pr
     """
     champion = registry.champion()
     parent = champion["version"] if champion else None
+    extra: dict[str, Any] = {}
+    change = architecture_change(settings, registry.meta(parent)) if parent else {}
+    if change:  # the owner changed the model's shape: its weights cannot carry over
+        log(f"warm-up: champion {parent} has another architecture ({describe_change(change)}): "
+            "a new lineage starts from fresh weights")
+        extra, parent = {"lineage_after": parent}, None
     warm, judge_part = elite_split(settings)
     if len(warm) == 0:
         raise NothingToTrain(f"{Store(settings).elite_path()}: no elite warm-up rows")
@@ -233,7 +239,7 @@ def train_warmup(settings: Settings, registry: Registry, *, control=None, log=pr
     val = validation_rows(settings, Store(settings).partitions())
     return _train_stage(settings, registry, stage="warmup", parent=parent, identity=identity, data=warm, val=val,
                         elite=judge_part, partitions=[], data_hash=f"elite:{elite_hash}", control=control,
-                        log=log, run_id=run_id, cmd_line=cmd_line)
+                        log=log, run_id=run_id, cmd_line=cmd_line, extra_meta=extra)
 
 
 def train_full(settings: Settings, registry: Registry, warm_version: str, *, control=None, log=print,
@@ -288,6 +294,10 @@ def incremental_inputs(settings: Settings, registry: Registry) -> IncrementalInp
     champion, new_keys, old_keys = new_partitions(settings, registry)
     if not new_keys:
         raise NothingToTrain(f"no partition arrived since champion {champion['version']}")
+    change = architecture_change(settings, registry.meta(champion["version"]))
+    if change:
+        raise NothingToTrain(f"champion {champion['version']} has another architecture ({describe_change(change)}): "
+                             "a full training starts the new lineage")
     data_hash = Store(settings).manifest_hash(sorted(new_keys + old_keys))
     key = _training_key(settings, settings.incremental_epochs)
     return IncrementalInputs(champion["version"], new_keys, old_keys, data_hash,

@@ -56,6 +56,8 @@ def test_new_partitions_are_the_ones_the_champion_never_saw() -> None:
     ({"last_improvement": 0.02, "rolled_back": "v2"}, None,
      "nothing new since v1; the last training, v2, was rolled back: waiting for new data"),
     ({"stored": ["a", "b", "c"], "rolled_back": "v2"}, "incremental_training", "1 new partitions since v1: c"),
+    ({"stored": ["a", "b", "c"], "architecture_change": "hidden_dim 512 -> 256"}, "full_training",
+     "the model's architecture changed since champion v1 (hidden_dim 512 -> 256): a new lineage"),
     ({"paused_by": "telegram:owner", "champion": None}, None,
      "training is paused (by telegram:owner); /resume or `aivj resume` to go on"),
     ({"stored": [], "champion": None}, None, "no data ingested yet"),

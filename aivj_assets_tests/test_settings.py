@@ -71,3 +71,14 @@ def test_env_example_lists_every_setting() -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert (PROJECT_ROOT / ".env.example").read_text(encoding="utf-8") == module.render()
+
+
+def test_a_versions_architecture_is_read_from_its_recorded_settings(tmp_path: Path) -> None:
+    from aivj_assets.settings import architecture_change, describe_change, version_settings
+
+    s = load_settings(env={"AIVJ_HIDDEN_DIM": "64"}, env_file=tmp_path / "none")
+    meta = {"settings": {**s.public_dict(), "hidden_dim": 512, "model_factory": ""}}
+    assert architecture_change(s, meta) == {"hidden_dim": (512, 64)}  # "" and None: no factory both
+    assert describe_change(architecture_change(s, meta)) == "hidden_dim 512 -> 64"
+    assert version_settings(s, meta).hidden_dim == 512 and version_settings(s, meta).seed == s.seed
+    assert architecture_change(s, {}) == {} and version_settings(s, {"metrics": {}}) is s  # not recorded: as now

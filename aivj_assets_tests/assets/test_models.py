@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, timezone
 
 import dagster as dg
 import pytest
@@ -240,3 +241,41 @@ def test_window_close_leaves_a_resumable_stage_and_no_version(model_env, dagster
     promoted = materialisations(result)["promoted_model"]
     assert promoted["champion"] == champion and promoted["promoted"] is False
     assert promoted["candidates"] == "none in this run" and registry.champion()["version"] == champion
+
+
+@pytest.mark.timeout(300)
+def test_a_new_model_shape_starts_a_new_lineage_judged_against_the_old_champion(model_env, dagster_instance,
+                                                                                monkeypatch) -> None:
+    from aivj_assets.schedules import plan_nightly, read_facts
+    from aivj_assets.settings import load_settings
+
+    settings = model_env
+    registry = Registry(settings.models_dir)
+    write_base_corpus(settings)
+    seq = ingest(settings, dagster_instance)
+    assert run_job(dagster_instance, "full_training").success
+    old = registry.champion()["version"]
+
+    # The owner widens the model. Its weights cannot carry over: the plan says so, an
+    # incremental stage has nothing to train, and the warm-up starts from fresh weights.
+    monkeypatch.setenv("AIVJ_HIDDEN_DIM", "48")
+    wider = load_settings()
+    write_new_file(wider, "more", 2000, seed=31)
+    ingest(wider, dagster_instance, seq)
+    facts = read_facts(wider)
+    assert facts.architecture_change == "hidden_dim 64 -> 48"
+    plan = plan_nightly(facts, datetime.now(timezone.utc), wider.full_every_days, wider.min_improvement)
+    assert plan.job == "full_training" and "architecture changed" in plan.reason
+    result = run_job(dagster_instance, "incremental_training")
+    assert result.success and "incremental_model" not in materialisations(result)
+
+    result = run_job(dagster_instance, "full_training")
+    mats = materialisations(result)
+    warm = registry.meta(mats["warmed_model"]["version"])
+    assert warm["parent"] is None and warm["lineage_after"] == old and warm["settings"]["hidden_dim"] == 48
+    full = mats["full_model"]["version"]
+    # Judged against the old champion on the same rows, each model built with its own shape.
+    beat = check_results(result)["full_model:beats_champion"]
+    assert beat.metadata["value"].value != "no champion" and "mcnemar_p_value" in beat.metadata
+    assert registry.get(full)["judged_against"] == old and registry.get(full)["champion_measured"]
+    assert result.success == (registry.champion()["version"] == full)
