@@ -11,6 +11,7 @@ import json
 import time
 
 import dagster as dg
+import psutil
 
 from aivj_assets.resources import telegram
 from aivj_assets.resources.commands import execute, parse_update
@@ -26,6 +27,32 @@ WILL_RETRY_TAG = "dagster/will_retry"
 RETRY_NUMBER_TAG = "dagster/retry_number"
 TRAINING_TAG = "aivj/training"  # jobs.TRAINING_TAGS; not imported: jobs imports the assets
 MAX_COMMANDS_PER_TICK = 20
+STARTING_GRACE_SECONDS = 30.0  # a healthy launch records its worker pid within seconds
+
+
+def worker_alive(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
+    """Whether the process that reported 'Started process for run (pid: N)' still lives.
+
+    A run launched but with no pid after STARTING_GRACE_SECONDS lost its worker before it
+    could report one (the code server died with the daemon).
+    """
+    records = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT).records
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        data = getattr(event, "event_specific_data", None) if event else None
+        pid = (getattr(data, "metadata", None) or {}).get("pid") if data is not None else None
+        if pid is not None:
+            try:
+                proc = psutil.Process(int(pid.value))
+                # A recycled pid belongs to a process started after the run's worker.
+                return proc.create_time() <= record.event_log_entry.timestamp + 1 and proc.status() != "zombie"
+            except (psutil.NoSuchProcess, ValueError):
+                return False
+    if run.status == dg.DagsterRunStatus.STARTING:
+        record = instance.get_run_record_by_id(run.run_id)
+        started = record.update_timestamp.timestamp() if record and record.update_timestamp else time.time()
+        return time.time() - started < STARTING_GRACE_SECONDS
+    return True  # no pid recorded (another launcher): leave it to run monitoring
 
 
 def mark_final_outcome(instance: dg.DagsterInstance, run_id: str, outcome: str) -> None:
@@ -161,4 +188,21 @@ def run_success_notice(context: dg.RunStatusSensorContext) -> None:
         notify(settings, "new_data", f"New data ingested: partition {', '.join(stored)} (run {run.run_id[:8]}).")
 
 
-OPS_SENSORS = [resource_watch, telegram_commands, run_failure_alert, training_started_notice, run_success_notice]
+@dg.sensor(name="orphaned_training_runs", minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Fails a training run whose worker process died with its daemon, so its retry resumes "
+                       "from the checkpoint and the training slot is free again.")
+def orphaned_training_runs(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+    """A training run left STARTED by a killed daemon would hold the one training slot for ever
+    (no launcher finishes it): mark it failed, so run retries and the failure alert take over."""
+    instance = context.instance
+    runs = instance.get_runs(dg.RunsFilter(tags={TRAINING_TAG: "true"}, statuses=[
+        dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]))
+    gone = [run for run in runs if not worker_alive(instance, run)]
+    for run in gone:
+        instance.report_run_failed(run, message="aivj: the training run's worker process is gone (was its daemon killed?)")
+        context.log.warning(f"training run {run.run_id} lost its worker: marked failed")
+    return dg.SkipReason(f"{len(runs)} training runs in progress, {len(gone)} orphaned and marked failed")
+
+
+OPS_SENSORS = [resource_watch, telegram_commands, run_failure_alert, training_started_notice, run_success_notice,
+               orphaned_training_runs]

@@ -10,20 +10,17 @@ and requested again under a new run key, up to ``run_retries`` times.
 
 
 import json
-import time
 
 import dagster as dg
-import psutil
 
 from aivj_assets.assets.raw_pairs import data_files, ingest_job, raw_pairs
 from aivj_assets.data.scan import scan_tick
-from aivj_assets.ops_sensors import OPS_SENSORS
+from aivj_assets.ops_sensors import OPS_SENSORS, worker_alive
 from aivj_assets.settings import load_settings
 
 RUN_KEY_TAG = "dagster/run_key"
 WILL_RETRY_TAG = "dagster/will_retry"
 AUTO_RETRY_TAG = "dagster/auto_retry_run_id"
-STARTING_GRACE_SECONDS = 30.0  # a healthy launch records its worker pid within seconds
 _ACTIVE = {dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
            dg.DagsterRunStatus.CANCELING}
 _DEAD = {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
@@ -41,7 +38,7 @@ def run_state(instance: dg.DagsterInstance, run_key: str) -> str | None:
     if not runs:
         return None
     run = runs[0]
-    if run.status in (dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED) and not _worker_alive(instance, run):
+    if run.status in (dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED) and not worker_alive(instance, run):
         # The worker died with its daemon (kill -9): no launcher will ever finish this run.
         instance.report_run_failed(run, message="aivj: the run's worker process is gone")
         run = instance.get_run_by_id(run.run_id) or run
@@ -52,31 +49,6 @@ def run_state(instance: dg.DagsterInstance, run_key: str) -> str | None:
     if run.status == dg.DagsterRunStatus.SUCCESS:
         return "done"
     return "active"
-
-
-def _worker_alive(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
-    """Whether the process that reported 'Started process for run (pid: N)' still lives.
-
-    A run launched but with no pid after STARTING_GRACE_SECONDS lost its worker before it
-    could report one (the code server died with the daemon).
-    """
-    records = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT).records
-    for record in records:
-        event = record.event_log_entry.dagster_event
-        data = getattr(event, "event_specific_data", None) if event else None
-        pid = (getattr(data, "metadata", None) or {}).get("pid") if data is not None else None
-        if pid is not None:
-            try:
-                proc = psutil.Process(int(pid.value))
-                # A recycled pid belongs to a process started after the run's worker.
-                return proc.create_time() <= record.event_log_entry.timestamp + 1 and proc.status() != "zombie"
-            except (psutil.NoSuchProcess, ValueError):
-                return False
-    if run.status == dg.DagsterRunStatus.STARTING:
-        record = instance.get_run_record_by_id(run.run_id)
-        started = record.update_timestamp.timestamp() if record and record.update_timestamp else time.time()
-        return time.time() - started < STARTING_GRACE_SECONDS
-    return True  # no pid recorded (another launcher): leave it to run monitoring
 
 
 @dg.sensor(

@@ -101,11 +101,34 @@ def test_a_started_run_whose_worker_is_gone_counts_as_dead(aivj_env, dagster_ins
 
 
 def test_a_run_that_never_reported_its_worker_is_dead_after_the_grace(aivj_env, dagster_instance, monkeypatch):
-    import aivj_assets.sensors as sensors
+    import aivj_assets.ops_sensors as ops_sensors
 
     run = _run_with_key(dagster_instance, "k-4", **{"dagster/max_retries": "0"})
     dagster_instance.report_dagster_event(
         dg.DagsterEvent(dg.DagsterEventType.RUN_STARTING.value, job_name=run.job_name), run_id=run.run_id)
     assert run_state(dagster_instance, "k-4") == "active"  # within the grace: still launching
-    monkeypatch.setattr(sensors, "STARTING_GRACE_SECONDS", 0.0)
+    monkeypatch.setattr(ops_sensors, "STARTING_GRACE_SECONDS", 0.0)
     assert run_state(dagster_instance, "k-4") == "dead"
+
+
+def test_a_training_run_orphaned_by_a_killed_daemon_is_failed_so_the_slot_frees(aivj_env, dagster_instance):
+    from aivj_assets.ops_sensors import orphaned_training_runs
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    runs = {}
+    for name, pid in (("orphan", dead.pid), ("running", os.getpid())):
+        run = _run_with_key(dagster_instance, name, **{"aivj/training": "true"})
+        dagster_instance.report_engine_event("Started process for run", run, EngineEventData.in_process(pid))
+        dagster_instance.report_dagster_event(
+            dg.DagsterEvent(dg.DagsterEventType.RUN_START.value, job_name=run.job_name), run_id=run.run_id)
+        runs[name] = run.run_id
+    ingest = _run_with_key(dagster_instance, "ingest-1")  # not a training run: the data sensor's business
+    dagster_instance.report_engine_event("Started process for run", ingest, EngineEventData.in_process(dead.pid))
+    dagster_instance.report_dagster_event(
+        dg.DagsterEvent(dg.DagsterEventType.RUN_START.value, job_name=ingest.job_name), run_id=ingest.run_id)
+    result = orphaned_training_runs(dg.build_sensor_context(instance=dagster_instance))
+    assert "2 training runs in progress, 1 orphaned" in result.skip_message
+    status = {name: dagster_instance.get_run_by_id(run_id).status for name, run_id in runs.items()}
+    assert status == {"orphan": dg.DagsterRunStatus.FAILURE, "running": dg.DagsterRunStatus.STARTED}
+    assert dagster_instance.get_run_by_id(ingest.run_id).status == dg.DagsterRunStatus.STARTED
