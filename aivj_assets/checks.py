@@ -84,13 +84,12 @@ def integrity_gates(asset: str) -> dg.AssetChecksDefinition:
     @dg.multi_asset_check(name=f"{asset}_integrity", specs=specs, ins={"version": dg.AssetIn(asset)},
                           description=f"Integrity of {asset}'s registered weights.")
     def integrity(context: AssetCheckExecutionContext, version: str) -> Iterator[dg.AssetCheckResult]:
-        from aivj_assets.promotion import weight_integrity
+        from aivj_assets.promotion import record_integrity, weight_integrity
 
         settings = load_settings()
         registry = Registry(settings.models_dir)
         gates = weight_integrity(registry, version)
-        if not all(g.passed for g in gates):
-            registry.reject(version, [g.reason for g in gates if not g.passed], by=f"gates (run {context.run.run_id})")
+        if not record_integrity(settings, registry, version, gates, run_id=context.run.run_id):
             _mark_rejected(context)
         for gate in gates:
             yield _result(asset, gate, version)

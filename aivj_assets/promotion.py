@@ -84,6 +84,19 @@ def weight_integrity(registry: Registry, version: str) -> list[Gate]:
     return _integrity(registry, version)[0]
 
 
+def record_integrity(settings: Settings, registry: Registry, version: str, gates: list[Gate], *, run_id: str) -> bool:
+    """True when every integrity gate passed; otherwise ``version`` is rejected and the owner told
+    (the run then ends as a normal outcome, so no failure alert would say it)."""
+    reasons = [g.reason for g in gates if not g.passed]
+    if not reasons:
+        return True
+    registry.reject(version, reasons, by=f"gates (run {run_id})" if run_id else "gates")
+    stage = registry.get(version).get("stage") or "model"
+    notify(settings, "gate_rejected", f"{stage} version {version} rejected: " + "; ".join(reasons),
+           {"version": version, "run_id": run_id, "reasons": reasons})
+    return False
+
+
 def judge_candidate(settings: Settings, registry: Registry, version: str) -> Verdict:
     """Measure ``version`` and the champion on the held-out elite judging part and every validation row."""
     integrity, weights = _integrity(registry, version)

@@ -142,3 +142,23 @@ def test_a_version_judged_again_keeps_the_decisions_already_made_about_it(aivj_e
     assert registry.get(third)["status"] == "rejected"
     with pytest.raises(ValueError, match="not rejected"):
         registry.reopen(first, by="test", reason="x")
+
+
+def test_a_warm_up_failing_its_integrity_gates_is_rejected_and_the_owner_told(aivj_env, tmp_path, monkeypatch,
+                                                                                bot_api) -> None:
+    from aivj_assets.promotion import record_integrity, weight_integrity
+    from aivj_assets.registry import Registry
+    from aivj_assets_tests.resources.loopback import telegram_env
+
+    settings = telegram_env(monkeypatch, bot_api)
+    registry = Registry(settings.models_dir)
+    import torch
+
+    version = registry.register({"w": torch.ones(4)}, {"stage": "warmup", "identity": "w", "metrics": {}})
+    assert record_integrity(settings, registry, version, weight_integrity(registry, version), run_id="r0")
+    torch.save({"w": torch.zeros(4)}, registry.weights_path(version))  # the file changed after registration
+    gates = weight_integrity(registry, version)
+    assert not record_integrity(settings, registry, version, gates, run_id="r1")
+    assert registry.get(version)["status"] == "rejected"
+    assert any(f"warmup version {version} rejected: weights_match_registry: weights file differs" in t
+               for t in bot_api.texts())
