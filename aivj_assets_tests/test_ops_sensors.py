@@ -54,7 +54,7 @@ def test_resource_watch_alerts_once_per_episode(tg_settings, bot_api: BotApi, da
     for ram in (50, 92, 93, 94, 60, 61):
         cursor, result = _tick_watch(dagster_instance, cursor, ram=ram)
         assert isinstance(result, dg.SkipReason) and "RAM" in result.skip_message
-    assert bot_api.texts() == ["[AIVJ] RAM over 85%: 92% used", "[AIVJ] RAM back under 85%: 60% used"]
+    assert bot_api.texts() == ["[AIVJ] RAM over 85%: 92% used", "[AIVJ] RAM back under 80%: 60% used"]
 
 
 def _register(registry: Registry, n: int, stage: str = "full") -> list[str]:

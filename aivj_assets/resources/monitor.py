@@ -178,6 +178,10 @@ class WatchOutcome:
     low_disk_started: bool  # a low-disk episode began now: run registry retention
 
 
+CLEAR_MARGIN = 5.0  # percentage points under the RAM or CPU limit that end an episode
+DISK_CLEAR_MARGIN_GB = 1.0  # free space over the disk limit that ends a low-disk episode
+
+
 def watch_resources(settings: Settings, readings: Readings, state: dict[str, Any], now: float) -> WatchOutcome:
     """Advance the alert episodes kept in ``state`` (a sensor cursor): one message when an
     episode starts and one when it clears, never one per tick. ``now`` is a Unix time."""
@@ -185,35 +189,40 @@ def watch_resources(settings: Settings, readings: Readings, state: dict[str, Any
     new: dict[str, Any] = {"ram": prev["ram"], "cpu": prev["cpu"], "cpu_high_since": None, "disk": {}}
     messages: list[tuple[str, str]] = []
 
-    ram_high = readings.ram_percent > settings.ram_max_percent
+    # Hysteresis: an episode ends only CLEAR_MARGIN points under its limit, so a reading that
+    # hovers around the limit makes one alert, not one per tick (which would also use up the
+    # notifier's hourly cap and crowd out a run-failure alert).
+    ram_limit = settings.ram_max_percent - (CLEAR_MARGIN if prev["ram"] else 0.0)
+    ram_high = readings.ram_percent > ram_limit
     if ram_high != prev["ram"]:
-        verb = "over" if ram_high else "back under"
         messages.append(
-            ("resource_alert" if ram_high else "resource_clear",
-             f"RAM {verb} {settings.ram_max_percent:.0f}%: {readings.ram_percent:.0f}% used")
+            ("resource_alert", f"RAM over {settings.ram_max_percent:.0f}%: {readings.ram_percent:.0f}% used")
+            if ram_high else
+            ("resource_clear", f"RAM back under {ram_limit:.0f}%: {readings.ram_percent:.0f}% used")
         )
     new["ram"] = ram_high
 
     cpu_high_now = readings.cpu_percent > settings.cpu_max_percent
+    cpu_still_high = readings.cpu_percent > settings.cpu_max_percent - CLEAR_MARGIN
     since = prev["cpu_high_since"] if cpu_high_now else None
     if cpu_high_now and since is None:
         since = now
     new["cpu_high_since"] = since
     cpu_alarm = cpu_high_now and now - since >= settings.cpu_sustain_seconds
-    # Once alarmed, the episode lasts until the CPU is back under the limit.
-    cpu_episode = cpu_alarm or (prev["cpu"] and cpu_high_now)
+    # Once alarmed, the episode lasts until the CPU is CLEAR_MARGIN points under the limit.
+    cpu_episode = cpu_alarm or (prev["cpu"] and cpu_still_high)
     if cpu_episode != prev["cpu"]:
         if cpu_episode:
             minutes = settings.cpu_sustain_seconds / 60
             messages.append(("resource_alert", f"CPU over {settings.cpu_max_percent:.0f}% for {minutes:.0f} min: {readings.cpu_percent:.0f}% now"))
         else:
-            messages.append(("resource_clear", f"CPU back under {settings.cpu_max_percent:.0f}%: {readings.cpu_percent:.0f}% now"))
+            messages.append(("resource_clear", f"CPU back under {settings.cpu_max_percent - CLEAR_MARGIN:.0f}%: {readings.cpu_percent:.0f}% now"))
     new["cpu"] = cpu_episode
 
     low_disk_started = False
     for volume, free in readings.disk_free_gb.items():
-        low = free < settings.disk_min_free_gb
         was_low = bool(prev["disk"].get(volume, False))
+        low = free < settings.disk_min_free_gb + (DISK_CLEAR_MARGIN_GB if was_low else 0.0)
         if low and not was_low:
             low_disk_started = True
             messages.append(("resource_alert", f"disk for {volume}: {free:.1f} GB free, under {settings.disk_min_free_gb:.0f} GB (old model versions will be pruned)"))
