@@ -136,7 +136,7 @@ def _run_stage(context: AssetExecutionContext, config: ModelStageConfig, stage: 
                              cmd_line=f"dagster job {context.run.job_name} run {context.run.run_id}", **kwargs)
             # A pause (owner's command, hot GPU) has checkpointed: wait here, then go on from that
             # checkpoint in the same run; the window's end instead ends the stage resumably.
-            if result.status != "paused" or wait_while_paused(settings, deadline) != "resume":
+            if result.status != "paused" or wait_while_paused(settings, deadline, checkpoint=result.checkpoint) != "resume":
                 break
             context.log.info(f"{stage}: resumed after pause, continuing from {result.checkpoint}")
     except NothingToTrain as exc:

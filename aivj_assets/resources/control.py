@@ -156,11 +156,12 @@ def training_control(settings: Settings, deadline: datetime | None = None) -> Ca
 
 def wait_while_paused(settings: Settings, deadline: datetime | None, *, poll: float = 5.0,
                       clock: Clock = utc_now, sleep: Callable[[float], None] = time.sleep,
-                      monitor: SystemMonitor | None = None) -> str:
+                      monitor: SystemMonitor | None = None, checkpoint: str | None = None) -> str:
     """Block while training must stay paused; returns "resume" or "deadline".
 
     Resumes when the flag is clear and the GPU is back under the cool thresholds
-    (hysteresis), and tells the owner so.
+    (hysteresis), and tells the owner so, naming the ``checkpoint`` it goes on from: a second
+    pause and resume minutes later is news too, not a duplicate the notifier would hold back.
     """
     monitor = monitor or SystemMonitor(settings)
     flag = PauseFlag.for_settings(settings)
@@ -169,6 +170,7 @@ def wait_while_paused(settings: Settings, deadline: datetime | None, *, poll: fl
             return "deadline"
         state = flag.state()
         if not state.paused and gpu_pressure(settings, monitor.read_gpus_only(), was_hot=True) is None:
-            notify(settings, "resumed", "Training resumed from its checkpoint.")
+            notify(settings, "resumed", f"Training resumed from checkpoint {checkpoint}." if checkpoint
+                   else "Training resumed from its checkpoint.")
             return "resume"
         sleep(poll)

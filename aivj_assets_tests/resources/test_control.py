@@ -95,6 +95,13 @@ def test_wait_resumes_once_the_gpu_is_under_the_cool_threshold(tg_settings, bot_
                                monitor=_gpu_monitor(tg_settings, temps))
     assert result == "resume" and sleeps == [3.0, 3.0, 3.0]
     assert bot_api.texts() == ["[AIVJ] Training resumed from its checkpoint."]
+    # Paused and resumed again minutes later, from a later checkpoint: told again, not held back
+    # as a duplicate (which would leave "paused" as the owner's last word while training runs).
+    for step in ("step_0040", "step_0080"):
+        assert wait_while_paused(tg_settings, None, poll=3.0, sleep=sleeps.append,
+                                 monitor=_gpu_monitor(tg_settings, [74.0]), checkpoint=step) == "resume"
+    assert bot_api.texts()[1:] == ["[AIVJ] Training resumed from checkpoint step_0040.",
+                                   "[AIVJ] Training resumed from checkpoint step_0080."]
 
 
 def test_wait_until_the_flag_is_cleared(aivj_env) -> None:

@@ -98,9 +98,9 @@ def test_pause_checkpoints_waits_and_resumes(tg_settings, bot_api: BotApi) -> No
             flag.resume(by="telegram:owner")
 
     assert wait_while_paused(tg_settings, control.deadline, poll=5.0, clock=lambda: T0, sleep=sleep,
-                             monitor=_cool(tg_settings)) == "resume"
+                             monitor=_cool(tg_settings), checkpoint=first.checkpoint) == "resume"
     second = train(model(), data, val=val, config=config, control=control, log=lambda *_: None)
     assert second.status == "finished" and second.resumed_from == first.checkpoint and second.steps == 24
     texts = bot_api.texts()
     assert texts[0].startswith("[AIVJ] Training paused (paused by telegram:owner at ") and "/24" in texts[0]
-    assert texts[1] == "[AIVJ] Training resumed from its checkpoint."
+    assert texts[1] == f"[AIVJ] Training resumed from checkpoint {first.checkpoint}."
