@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -192,24 +193,37 @@ def env_name(field_name: str) -> str:
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    """``KEY=VALUE`` lines of a ``.env`` file; comments, blanks and ``export`` allowed."""
+    """``KEY=VALUE`` lines of a ``.env`` file; comments (whole lines, or after a space in an
+    unquoted value), blanks, quotes and ``export`` allowed. UTF-8 with or without a BOM, or
+    UTF-16 with one (what Windows editors and PowerShell write). Errors name the file and the
+    line, never the line's text: it may hold a secret."""
     values: dict[str, str] = {}
     if not path.is_file():
         return values
-    for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    raw_bytes = path.read_bytes()
+    try:
+        text = raw_bytes.decode("utf-16" if raw_bytes[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
         if line.startswith("export "):
             line = line[len("export ") :].strip()
         if "=" not in line:
-            # The line itself is not shown: it may be part of a secret (a value broken over lines).
             raise ValueError(f"{path}:{lineno}: expected KEY=VALUE, found a line without '='")
-        key, value = line.split("=", 1)
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key.strip()] = value
+        key, value = (part.strip() for part in line.split("=", 1))
+        if value[:1] in ("'", '"'):
+            end = value.find(value[0], 1)
+            if end == -1:
+                raise ValueError(f"{path}:{lineno}: {key}: the value's quote is not closed on its line")
+            if value[end + 1 :].strip()[:1] not in ("", "#"):
+                raise ValueError(f"{path}:{lineno}: {key}: text after the quoted value (a comment starts with #)")
+            value = value[1:end]
+        else:  # KEY=value   # a comment
+            value = re.split(r"\s#", value, maxsplit=1)[0].rstrip()
+        values[key] = value
     return values
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from aivj_assets.settings import PROJECT_ROOT, Secret, load_settings
+from aivj_assets.settings import PROJECT_ROOT, Secret, load_settings, read_env_file
 
 
 def test_defaults_follow_design(tmp_path: Path) -> None:
@@ -55,12 +55,29 @@ def test_a_malformed_env_line_is_named_by_its_number_not_its_content(tmp_path: P
     env_file = tmp_path / ".env"
     # A space instead of '=', and a quoted password broken over two lines.
     for text, lineno in (("AIVJ_SEED=1\nTELEGRAM_TOKEN 123456:SECRETTOKEN\n", 2),
-                         ("AIVJ_SMTP_PASSWORD='hun\nter2'\n", 2)):
+                         ("AIVJ_SMTP_PASSWORD='hun\nter2'\n", 1), ("AIVJ_SMTP_PASSWORD='hun'ter2\n", 1)):
         env_file.write_text(text)
         with pytest.raises(ValueError) as caught:
             load_settings(env={}, env_file=env_file)
-        assert f"{env_file}:{lineno}: expected KEY=VALUE" in str(caught.value)
-        assert "SECRET" not in str(caught.value) and "ter2" not in str(caught.value)
+        assert f"{env_file}:{lineno}: " in str(caught.value)
+        assert "SECRET" not in str(caught.value) and "hun" not in str(caught.value) and "ter2" not in str(caught.value)
+
+
+def test_env_file_as_the_readme_shows_it_and_as_windows_saves_it(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    text = ("AIVJ_DATA_DIR=D:\\aidata\n"
+            "TELEGRAM_CHAT_ID=123456789            # your chat with the bot\n"
+            "AIVJ_SMTP_STARTTLS=true               # or AIVJ_SMTP_SSL=true for port 465\n"
+            "AIVJ_SMTP_PASSWORD='p#ss word'  # quoted: kept whole\n"
+            "AIVJ_SMTP_USER=me#1@example.com\n")  # '#' inside an unquoted value is not a comment
+    expected = {"AIVJ_DATA_DIR": "D:\\aidata", "TELEGRAM_CHAT_ID": "123456789", "AIVJ_SMTP_STARTTLS": "true",
+                "AIVJ_SMTP_PASSWORD": "p#ss word", "AIVJ_SMTP_USER": "me#1@example.com"}
+    for encoding in ("utf-8", "utf-8-sig", "utf-16"):  # Notepad's BOM; PowerShell 5.1's `echo ... > .env`
+        env_file.write_bytes(text.encode(encoding))
+        assert read_env_file(env_file) == expected, encoding
+    env_file.write_bytes(b"AIVJ_SEED=\xff\xfe7\n"[:-1] + b"\x80\n")
+    with pytest.raises(ValueError, match=f"{env_file}: not UTF-8 text"):
+        read_env_file(env_file)
 
 
 def test_env_example_lists_every_setting() -> None:
