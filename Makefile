@@ -33,5 +33,8 @@ test: setup browser
 lint: setup
 	$(BIN)/ruff check aivj_assets aivj_assets_tests benchmarks scripts
 
+# What the demo wrote (model versions, store, checkpoints, instance, the data folder's ledger),
+# then the virtual environment. Data files stay.
 clean:
+	if [ -x $(BIN)/aivj ]; then $(BIN)/aivj reset --yes; fi
 	rm -rf $(VENV) .dagster_home store state checkpoints training_report.json

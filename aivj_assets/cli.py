@@ -42,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     de.add_argument("--elite", type=int, default=512)
     de.add_argument("--seed", type=int, default=0)
 
+    rs = sub.add_parser("reset", help="forget model versions, store, checkpoints and the Dagster instance "
+                                      "(data files are kept); stop `aivj up` first")
+    rs.add_argument("--yes", action="store_true", help="really remove them (without it: list them)")
+
     up = sub.add_parser("up", help="Dagster webserver and daemon for this project's instance")
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, default=3000)
@@ -101,12 +105,22 @@ def main(argv: list[str] | None = None) -> int:
             state = flag.pause(by=args.by) if cmd == "pause" else flag.resume(by=args.by)
             print(f"paused: {'yes' if state.paused else 'no'} (by {state.by} at {state.at})")
             return 0
+        if cmd == "reset":
+            from aivj_assets.reset import platform_state, reset
+
+            paths = reset(settings) if args.yes else platform_state(settings)
+            for path in paths:
+                print(f"{'removed' if args.yes else 'would remove'} {path}")
+            if not args.yes:
+                print("nothing removed: run `aivj reset --yes` to remove them" if paths else "nothing to remove")
+                return 1 if paths else 0
+            return 0
         if cmd == "up":
             from aivj_assets.up import run_up
 
             return run_up(settings, host=args.host, port=args.port)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        # Domain errors carry their own clear message (file, row, reason): show it, no trace.
+    except (ValueError, OSError, RuntimeError) as exc:
+        # Domain and file errors carry their own clear message (file, row, reason): no trace.
         print(f"aivj {cmd}: {exc}", file=sys.stderr)
         return 1
     raise AssertionError(f"unhandled command {cmd}")

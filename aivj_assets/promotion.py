@@ -266,13 +266,16 @@ def import_champion(settings: Settings, registry: Registry, path: Path) -> str:
 
     Refuses (``ValueError``) a file whose keys or shapes differ from the configured model.
     """
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder, not a weights file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     champion = registry.champion()
     if champion is not None:
         raise ValueError(
             f"{settings.models_dir} already has champion {champion['version']}; import-model only "
-            f"sets the first champion (use `aivj rollback` to change champions)"
+            f"sets the first champion (use `aivj rollback` to change champions, or `aivj reset --yes` "
+            f"to forget the demo's models, store and instance first)"
         )
     given = load_state_dict(path)
     audio_dim, preset_dim = _input_dims(settings, given)

@@ -69,7 +69,34 @@ def test_import_model_refuses_a_different_architecture_naming_keys_and_shapes(se
     assert main(["import-model", str(tmp_path / "pickled.pth")]) == 1
     assert "refused" in capsys.readouterr().err
     assert main(["import-model", str(tmp_path / "absent.pth")]) == 1
+    (tmp_path / "notes.pth").write_text("hello")  # text, not a checkpoint: torch's reader raises KeyError
+    assert main(["import-model", str(tmp_path / "notes.pth")]) == 1
+    assert "notes.pth: refused to load" in capsys.readouterr().err
+    assert main(["import-model", str(tmp_path)]) == 1
+    assert "is a folder, not a weights file" in capsys.readouterr().err
     assert Registry(settings.models_dir).champion() is None and not (settings.models_dir / BEST_NAME).exists()
+
+
+def test_reset_forgets_the_platforms_state_and_keeps_the_data(settings, tmp_path, capsys) -> None:
+    reg = Registry(settings.models_dir)
+    reg.promote(reg.register(_state_file(tmp_path / "a.pth", seed=1), {"stage": "full", "metrics": {}}), by="demo")
+    data_file = settings.data_dir / "refined" / "pairs.jsonl"
+    data_file.parent.mkdir(parents=True)
+    data_file.write_text("{}\n")
+    for path in (settings.data_dir / "processed_hashes.jsonl", settings.store_dir / "raw_pairs" / "p.parquet",
+                 settings.checkpoints_dir / "full" / "step_0001.pth", settings.dagster_home / "dagster.yaml"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+    assert main(["reset"]) == 1  # without --yes: the list, and nothing removed
+    listed = capsys.readouterr().out
+    assert f"would remove {settings.store_dir}" in listed and f"would remove {settings.dagster_home}" in listed
+    assert reg.champion() is not None
+    assert main(["reset", "--yes"]) == 0
+    assert f"removed {settings.models_dir / 'model_registry.json'}" in capsys.readouterr().out
+    assert Registry(settings.models_dir).champion() is None and not settings.store_dir.exists()
+    assert not settings.checkpoints_dir.exists() and not settings.dagster_home.exists()
+    assert not (settings.data_dir / "processed_hashes.jsonl").exists() and data_file.read_text() == "{}\n"
+    assert main(["reset"]) == 0 and "nothing to remove" in capsys.readouterr().out
 
 
 def test_versions_and_rollback_commands(settings, tmp_path, capsys) -> None:

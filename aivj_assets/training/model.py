@@ -160,7 +160,10 @@ def safe_load(path: str | Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
-    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, TypeError, ValueError) as exc:
+    except IsADirectoryError:
+        raise UnsafeWeightsError(f"{path}: is a folder, not a weights file") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, TypeError, ValueError, KeyError,
+            IndexError) as exc:  # whatever torch's reader raises on bytes that are not a checkpoint
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UnsafeWeightsError(
             f"{path}: refused to load: not a file of plain tensors and values ({reason[:300]})"
