@@ -278,7 +278,24 @@ def load_settings(env: dict[str, str] | None = None, env_file: Path | None = Non
         value = getattr(settings, key)
         if isinstance(value, Path) and not value.is_absolute():
             settings = settings.replace(**{key: (PROJECT_ROOT / value).resolve()})
+    _check_window(settings)
     return settings
+
+
+def _check_window(settings: Settings) -> None:
+    """Refuse a window or time zone the schedule could not use, naming the variable (else the
+    code location fails to load, and with it every sensor and the schedule)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        settings.window_bounds  # noqa: B018  (parses the window)
+    except ValueError:
+        raise ValueError(f"setting AIVJ_WINDOW={settings.window!r}: expected HH:MM-HH:MM, e.g. 02:00-06:00") from None
+    try:
+        ZoneInfo(settings.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"setting AIVJ_TIMEZONE={settings.timezone!r}: not a known time zone "
+                         "(an IANA name such as Asia/Shanghai or Europe/Berlin)") from None
 
 
 ARCHITECTURE = ("hidden_dim", "embed_dim", "model_factory")  # the settings that shape the weights

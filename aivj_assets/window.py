@@ -22,8 +22,13 @@ class Window:
     end: datetime
 
     def contains(self, moment: datetime) -> bool:
-        """Whether ``moment`` lies inside ``[start, end)``."""
-        return self.start <= moment < self.end
+        """Whether ``moment`` lies inside ``[start, end)``.
+
+        Compared as instants: two datetimes sharing a tzinfo compare by wall clock, which is
+        wrong in the repeated hour when clocks go back (Dagster passes such times, fold=1).
+        """
+        utc = timezone.utc
+        return self.start.astimezone(utc) <= moment.astimezone(utc) < self.end.astimezone(utc)
 
 
 def utc_now() -> datetime:

@@ -67,3 +67,25 @@ def test_naive_clock_is_refused() -> None:
 
 def test_cron_fires_at_the_window_start() -> None:
     assert cron_for_window_start(_settings("02:30-06:00")) == "30 2 * * *"
+
+
+def test_the_repeated_hour_when_clocks_go_back_is_compared_as_instants() -> None:
+    # New York, 2025-11-02: 01:00-01:59 happens twice. The window 01:00-01:45 is the first one
+    # (EDT, 05:00-05:45 UTC); Dagster hands the schedule 01:30 of the second pass (fold=1).
+    ny = ZoneInfo("America/New_York")
+    s = load_settings(env={"AIVJ_TIMEZONE": "America/New_York", "AIVJ_WINDOW": "01:00-01:45"})
+    second_pass = datetime(2025, 11, 2, 1, 30, tzinfo=ny, fold=1)
+    assert second_pass.astimezone(timezone.utc).hour == 6
+    assert open_window(s, second_pass) is None
+    first_pass = datetime(2025, 11, 2, 1, 30, tzinfo=ny)
+    assert open_window(s, first_pass) is not None
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("AIVJ_WINDOW", "2-6", "setting AIVJ_WINDOW='2-6': expected HH:MM-HH:MM"),
+    ("AIVJ_WINDOW", "02:00", "setting AIVJ_WINDOW='02:00': expected HH:MM-HH:MM"),
+    ("AIVJ_TIMEZONE", "Asia/Shangai", "setting AIVJ_TIMEZONE='Asia/Shangai': not a known time zone"),
+])
+def test_a_window_or_zone_the_schedule_cannot_use_is_refused_by_name(name, value, message, tmp_path) -> None:
+    with pytest.raises(ValueError, match=message):
+        load_settings(env={name: value}, env_file=tmp_path / "none")
