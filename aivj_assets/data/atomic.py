@@ -27,6 +27,25 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], None], *, durable: bool
     commit(stage(path, write_file, durable=durable), path)
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where Linux allows (os.umask sets it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates files readable by their owner only; the platform's files (the champion's
+# weights, the registry, reports) get the usual mode instead, so an app running as another
+# user can read models/coupling_net_best.pth.
+_FILE_MODE = 0o666 & ~_umask()
+
+
 def stage(path: Path, write: Callable[[str], None], *, durable: bool = True) -> Path:
     """The first half of :func:`write_atomic`: ``write(temp_path)`` fills a temp file beside
     ``path``, which is fsynced (unless ``durable=False``) but not yet renamed; the caller
@@ -38,7 +57,11 @@ def stage(path: Path, write: Callable[[str], None], *, durable: bool = True) -> 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        if os.name != "nt":
+            os.fchmod(fd, _FILE_MODE)
+    finally:
+        os.close(fd)
     try:
         write(tmp)
         if durable:

@@ -51,3 +51,12 @@ def test_elsewhere_a_permission_error_is_not_retried(tmp_path, monkeypatch):
     with pytest.raises(PermissionError):
         atomic.write_text_atomic(target, "new")
     assert len(calls) == 1 and not target.exists()
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX file modes")
+def test_written_files_get_the_usual_mode_not_owner_only(tmp_path):
+    mask = os.umask(0o022)
+    os.umask(mask)
+    target = tmp_path / "coupling_net_best.pth"
+    atomic.write_bytes_atomic(target, b"weights")
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask  # e.g. 0644: a web app as another user reads it
