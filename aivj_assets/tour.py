@@ -305,8 +305,9 @@ def tour(settings: Settings, *, pairs: int, elite: int, seed: int,
         seconds.update({k: v for k, v in _step_times(instance, run_id).items() if k in STAGES})
         checks = _check_results(instance, run_id)
     champion = registry.champion()
-    candidates = [e for e in registry.entries() if e.get("run_id") == run_id]
-    if champion is not None and champion.get("run_id") == run_id:
+    # This run's candidates: trained in it, or reused from an earlier run and judged in it.
+    candidates = [e for e in registry.entries() if run_id in (e.get("run_id"), e.get("judged_in_run"))]
+    if champion is not None and run_id in (champion.get("run_id"), champion.get("judged_in_run")):
         outcome = "promoted"
     elif any(c.get("status") == "rejected" for c in candidates):
         outcome = "rejected"

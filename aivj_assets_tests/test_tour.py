@@ -120,3 +120,19 @@ def test_demo_promotes_a_champion_leaves_designs_files_and_a_rerun_reuses_them(a
     top = importance_for_version(settings, version, top=5)
     assert len(top) == 5 and all(re.fullmatch(r"(audio|preset)\[\d+\]", name) for name, _ in top)
     assert top[0][1] > 0.0, "a model past the gates must rely on some feature"
+
+
+@pytest.mark.timeout(600)
+def test_a_rerun_after_a_rejection_reports_the_rejection_again_not_a_failure(aivj_env, monkeypatch):
+    from aivj_assets.tour import tour
+
+    for key, value in {**SMALL_TRAINING, "AIVJ_FULL_EPOCHS": "1", "AIVJ_VAL_MIN_ACCURACY": "0.999"}.items():
+        monkeypatch.setenv(key, value)  # one epoch cannot reach 99.9%: the candidate is rejected
+    settings = load_settings()
+    first = tour(settings, pairs=3000, elite=300, seed=0)
+    assert first.outcome == "rejected" and first.champion is None
+    # Again: the full stage reuses the rejected version (same recipe) and judges it in this run.
+    second = tour(settings, pairs=3000, elite=300, seed=0)
+    assert second.outcome == "rejected" and second.run_id != first.run_id
+    assert [c["version"] for c in second.candidates] == [c["version"] for c in first.candidates
+                                                         if c.get("stage") == "full"]
