@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -65,6 +66,8 @@ class Readings:
 _nvml_lock = threading.Lock()
 _nvml_ready: bool | None = None
 _nvml_note = ""
+_nvml_checked_at = 0.0
+NVML_RETRY_SECONDS = 60.0  # a failed nvmlInit is tried again after this (a driver that was busy)
 
 
 def _import_nvml() -> Any:
@@ -75,51 +78,71 @@ def _import_nvml() -> Any:
 
 def read_gpus(nvml_loader: Callable[[], Any] = _import_nvml) -> tuple[list[GpuReading], str]:
     """Per-GPU readings through NVML, or ``([], "no NVIDIA GPU (reason)")``."""
-    global _nvml_ready, _nvml_note
+    global _nvml_ready, _nvml_note, _nvml_checked_at
     try:
         nvml = nvml_loader()
     except Exception as exc:  # package missing or broken: keep working without GPUs
         return [], f"no NVIDIA GPU (NVML not available: {exc.__class__.__name__})"
     with _nvml_lock:
-        if nvml_loader is not _import_nvml or _nvml_ready is None:
+        stale = _nvml_ready is False and time.monotonic() - _nvml_checked_at > NVML_RETRY_SECONDS
+        if nvml_loader is not _import_nvml or _nvml_ready is None or stale:
             try:
                 nvml.nvmlInit()
                 ready, note = True, ""
             except Exception as exc:  # no driver, no device
                 ready, note = False, f"no NVIDIA GPU ({exc})"
             if nvml_loader is _import_nvml:  # remember for the real library only
-                _nvml_ready, _nvml_note = ready, note
+                _nvml_ready, _nvml_note, _nvml_checked_at = ready, note, time.monotonic()
         else:
             ready, note = _nvml_ready, _nvml_note
     if not ready:
         return [], note
     try:
-        gpus = []
-        for i in range(nvml.nvmlDeviceGetCount()):
-            h = nvml.nvmlDeviceGetHandleByIndex(i)
-            mem = nvml.nvmlDeviceGetMemoryInfo(h)
-            name = nvml.nvmlDeviceGetName(h)
-            gpus.append(
-                GpuReading(
-                    index=i,
-                    name=name.decode() if isinstance(name, bytes) else str(name),
-                    memory_used=int(mem.used),
-                    memory_total=int(mem.total),
-                    temperature=float(nvml.nvmlDeviceGetTemperature(h, nvml.NVML_TEMPERATURE_GPU)),
-                    utilization=float(nvml.nvmlDeviceGetUtilizationRates(h).gpu),
-                )
-            )
-        return gpus, "" if gpus else "no NVIDIA GPU (driver reports 0 devices)"
+        count = nvml.nvmlDeviceGetCount()
     except Exception as exc:
         return [], f"no NVIDIA GPU readings ({exc})"
+    gpus, missing = [], []
+
+    def field(i: int, what: str, read: Callable[[], Any], default: Any) -> Any:
+        # One query a device does not support (utilisation under MIG, say) must not throw
+        # away the others: the temperature and memory readings are what pauses training.
+        try:
+            return read()
+        except Exception:
+            missing.append(f"GPU{i} {what}")
+            return default
+
+    for i in range(count):
+        try:
+            h = nvml.nvmlDeviceGetHandleByIndex(i)
+        except Exception:
+            missing.append(f"GPU{i}")
+            continue
+        mem = field(i, "memory", lambda h=h: nvml.nvmlDeviceGetMemoryInfo(h), None)
+        name = field(i, "name", lambda h=h: nvml.nvmlDeviceGetName(h), "GPU")
+        gpus.append(GpuReading(
+            index=i,
+            name=name.decode() if isinstance(name, bytes) else str(name),
+            memory_used=int(mem.used) if mem is not None else 0,
+            memory_total=int(mem.total) if mem is not None else 0,
+            temperature=float(field(i, "temperature",
+                                    lambda h=h: nvml.nvmlDeviceGetTemperature(h, nvml.NVML_TEMPERATURE_GPU), float("nan"))),
+            utilization=float(field(i, "utilization", lambda h=h: nvml.nvmlDeviceGetUtilizationRates(h).gpu, float("nan"))),
+        ))
+    note = f"not reported: {', '.join(missing)}" if missing else ""
+    return gpus, note if gpus else (note or "no NVIDIA GPU (driver reports 0 devices)")
 
 
-def _free_gb(path: Path) -> float:
+def _free_gb(path: Path) -> float | None:
+    """Free space on ``path``'s volume; None when it cannot be read (an unplugged drive)."""
     # The folder may not exist yet: measure the nearest existing parent (same volume).
     p = path
     while not p.exists() and p != p.parent:
         p = p.parent
-    return shutil.disk_usage(p).free / 1e9
+    try:
+        return shutil.disk_usage(p).free / 1e9
+    except OSError:
+        return None
 
 
 def read_system(settings: Settings, cpu_interval: float = 0.5) -> Readings:
@@ -129,7 +152,7 @@ def read_system(settings: Settings, cpu_interval: float = 0.5) -> Readings:
     return Readings(
         ram_percent=float(psutil.virtual_memory().percent),
         cpu_percent=float(psutil.cpu_percent(interval=cpu_interval)),
-        disk_free_gb={name: round(_free_gb(path), 2) for name, path in volumes.items()},
+        disk_free_gb={name: round(free, 2) for name, path in volumes.items() if (free := _free_gb(path)) is not None},
         gpus=gpus,
         gpu_note=note,
     )

@@ -126,3 +126,60 @@ def test_nvml_without_driver_is_handled() -> None:
 def test_injected_readings_replace_the_machine(aivj_env) -> None:
     fixed = _readings(ram=99.0)
     assert SystemMonitor(aivj_env, source=lambda: fixed).read() is fixed
+
+
+def test_one_query_a_gpu_does_not_support_keeps_the_others() -> None:
+    import pynvml
+
+    class Mig:
+        """Two GPUs; utilisation is not supported (as under MIG), the rest reads."""
+
+        NVML_TEMPERATURE_GPU = 0
+
+        def nvmlInit(self) -> None:
+            pass
+
+        def nvmlDeviceGetCount(self) -> int:
+            return 2
+
+        def nvmlDeviceGetHandleByIndex(self, i: int) -> int:
+            return i
+
+        def nvmlDeviceGetMemoryInfo(self, h: int):
+            return type("Memory", (), {"used": 2 * GiB, "total": 24 * GiB})()
+
+        def nvmlDeviceGetName(self, h: int) -> bytes:
+            return b"Test GPU"
+
+        def nvmlDeviceGetTemperature(self, h: int, sensor: int) -> int:
+            return 90 if h == 1 else 60
+
+        def nvmlDeviceGetUtilizationRates(self, h: int):
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+
+    gpus, note = read_gpus(Mig)
+    assert [(g.index, g.temperature, g.memory_used) for g in gpus] == [(0, 60.0, 2 * GiB), (1, 90.0, 2 * GiB)]
+    assert note == "not reported: GPU0 utilization, GPU1 utilization"
+    # So the heat protection still works.
+    assert "GPU1 at 90°C" in gpu_pressure_for(gpus)
+
+
+def gpu_pressure_for(gpus) -> str:
+    from aivj_assets.settings import load_settings
+
+    return gpu_pressure(load_settings(env={}, env_file=None), _readings(gpus=gpus), was_hot=False) or ""
+
+
+def test_a_volume_that_cannot_be_read_is_left_out_not_fatal(aivj_env, monkeypatch) -> None:
+    import shutil
+
+    real = shutil.disk_usage
+
+    def disk_usage(path):  # the data folder's drive was unplugged
+        if str(path).startswith(str(aivj_env.data_dir)):
+            raise FileNotFoundError(2, "The device is not ready", str(path))
+        return real(path)
+
+    monkeypatch.setattr(shutil, "disk_usage", disk_usage)
+    r = read_system(aivj_env, cpu_interval=0.0)
+    assert "data" not in r.disk_free_gb and r.disk_free_gb  # the other volumes still read
