@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import dagster as dg
 import psutil
 
+from aivj_assets.data.atomic import write_json_atomic
 from aivj_assets.resources import telegram
 from aivj_assets.resources.commands import execute, parse_update
 from aivj_assets.resources.monitor import watch_resources
@@ -27,6 +29,7 @@ WILL_RETRY_TAG = "dagster/will_retry"
 RETRY_NUMBER_TAG = "dagster/retry_number"
 TRAINING_TAG = "aivj/training"  # jobs.TRAINING_TAGS; not imported: jobs imports the assets
 MAX_COMMANDS_PER_TICK = 20
+COMMANDS_SECONDS_PER_TICK = 30.0
 STARTING_GRACE_SECONDS = 30.0  # a healthy launch records its worker pid within seconds
 
 
@@ -93,15 +96,24 @@ def telegram_commands(context: dg.SensorEvaluationContext) -> dg.SkipReason:
     settings = load_settings()
     if not telegram.configured(settings):
         return dg.SkipReason("Telegram is not configured (TELEGRAM_TOKEN and TELEGRAM_CHAT_ID)")
-    offset = int(context.cursor) if context.cursor else None
+    # The cursor is saved only when the tick returns: a tick cut off (Dagster's 60 s limit, a
+    # daemon restart) would fetch the commands it obeyed again, and /rollback would move the
+    # champion back once more. So the offset is also kept in a file, written before each
+    # command is obeyed: a command is obeyed at most once.
+    offsets = [int(context.cursor) if context.cursor else None, _saved_offset(settings)]
+    offset = max((o for o in offsets if o is not None), default=None)
     try:
         updates = telegram.get_updates(settings, offset, limit=MAX_COMMANDS_PER_TICK)
     except telegram.TelegramError as exc:  # already scrubbed of the token
         return dg.SkipReason(f"getUpdates failed: {exc}")
     obeyed = ignored = 0
+    started = time.monotonic()
     for update in updates:
+        if time.monotonic() - started > COMMANDS_SECONDS_PER_TICK:
+            break  # the rest next tick, well inside the sensor's time limit
         cmd = parse_update(update)
         offset = int(update["update_id"]) + 1
+        _save_offset(settings, offset)
         if cmd is not None:
             reply = execute(settings, cmd)
             if reply is None:
@@ -117,6 +129,21 @@ def telegram_commands(context: dg.SensorEvaluationContext) -> dg.SkipReason:
         # Advance after each update: a failure later in the batch never repeats an obeyed command.
         context.update_cursor(str(offset))
     return dg.SkipReason(f"{obeyed} commands obeyed, {ignored} ignored")
+
+
+def _offset_path(settings) -> Path:
+    return settings.state_dir / "telegram_offset.json"
+
+
+def _saved_offset(settings) -> int | None:
+    try:
+        return int(json.loads(_offset_path(settings).read_text(encoding="utf-8"))["offset"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _save_offset(settings, offset: int) -> None:
+    write_json_atomic(_offset_path(settings), {"offset": offset})
 
 
 def _logs_location(instance: dg.DagsterInstance, run_id: str) -> str:

@@ -130,6 +130,21 @@ def test_rollback_from_the_owner_and_not_from_strangers(tg_settings, bot_api: Bo
     assert bot_api.texts()[-1] == f"/rollback failed: no model version 'v0_nope' in {registry.registry_path}"
 
 
+def test_a_tick_cut_off_after_obeying_does_not_obey_again(tg_settings, bot_api: BotApi, dagster_instance) -> None:
+    registry = Registry(tg_settings.models_dir)
+    versions = _register(registry, 3)
+    for v in versions:
+        registry.promote(v, by="test")
+    bot_api.user_says("/rollback", user_id=OWNER, chat_id=OWNER)
+    _tick_commands(dagster_instance, None)
+    assert registry.champion()["version"] == versions[1]
+    # The tick ran past Dagster's limit (or the daemon restarted): its cursor was never saved,
+    # so the next tick starts from the old one. The /rollback is not obeyed a second time.
+    _, result = _tick_commands(dagster_instance, None)
+    assert result.skip_message == "0 commands obeyed, 0 ignored"
+    assert registry.champion()["version"] == versions[1]
+
+
 def test_strangers_cannot_pause(tg_settings, bot_api: BotApi, dagster_instance, monkeypatch) -> None:
     monkeypatch.setenv("AIVJ_TELEGRAM_ALLOWED_USERS", f"{OWNER},777")
     bot_api.user_says("/pause", user_id=STRANGER, chat_id=STRANGER)
