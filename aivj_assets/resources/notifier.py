@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aivj_assets.data.atomic import file_lock
@@ -77,6 +78,24 @@ def _admit_locked(settings: Settings, event: str, text: str, now: float) -> tupl
     return True, suppressed
 
 
+RETRY_DELAYS = (1.0, 4.0)  # a send that fails is tried again after these pauses
+
+
+def _deliver(settings: Settings, event: str, channel: str, send: Callable[[], Any]) -> bool:
+    """``send()``, tried again after a transient failure (a timeout, a 502): the message is
+    already counted as sent for deduplication, so a single failure would lose it for good."""
+    for attempt in range(len(RETRY_DELAYS) + 1):
+        try:
+            send()
+            return True
+        except Exception as exc:
+            last = exc
+            if attempt < len(RETRY_DELAYS):
+                time.sleep(RETRY_DELAYS[attempt])
+    log.warning("%s notification %s failed: %s", channel, event, telegram.scrub(str(last), settings))
+    return False
+
+
 def notify(settings: Settings, event: str, text: str, details: dict[str, Any] | None = None) -> None:
     """Tell the owner about ``event``; a failing or unconfigured channel is ignored."""
     try:
@@ -92,14 +111,9 @@ def notify(settings: Settings, event: str, text: str, details: dict[str, Any] | 
         if suppressed:
             short += f"\n({suppressed} earlier messages were held back by the rate limit)"
         if tg:
-            try:
-                telegram.send_message(settings, short)
-            except Exception as exc:
-                log.warning("Telegram notification %s failed: %s", event, telegram.scrub(str(exc), settings))
+            _deliver(settings, event, "Telegram", lambda: telegram.send_message(settings, short))
         if mail:
-            try:
-                email_channel.send_report(settings, email_channel.build_report(settings, event, text, details or {}))
-            except Exception as exc:
-                log.warning("email notification %s failed: %s", event, telegram.scrub(str(exc), settings))
+            report = email_channel.build_report(settings, event, text, details or {})
+            _deliver(settings, event, "email", lambda: email_channel.send_report(settings, report))
     except Exception as exc:  # notify must never fail a run
         log.warning("notification %s dropped: %s", event, telegram.scrub(f"{exc.__class__.__name__}: {exc}", settings))

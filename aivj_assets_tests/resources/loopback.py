@@ -27,6 +27,7 @@ class BotApi:
         self.updates: list[dict[str, Any]] = []
         self.offsets: list[int | None] = []
         self.fail_with: int | None = None  # answer every call with this HTTP status
+        self.fail_next = 0  # answer this many calls with HTTP 502, then work again
         self._next_update = 1000
         self._lock = threading.Lock()
         api = self
@@ -53,8 +54,12 @@ class BotApi:
 
     def handle(self, path: str, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         prefix, _, method = path.rpartition("/")
-        if self.fail_with is not None:
-            return self.fail_with, {"ok": False, "error_code": self.fail_with, "description": "Bad Gateway"}
+        with self._lock:
+            status = self.fail_with
+            if status is None and self.fail_next > 0:
+                self.fail_next, status = self.fail_next - 1, 502
+        if status is not None:
+            return status, {"ok": False, "error_code": status, "description": "Bad Gateway"}
         if prefix != f"/bot{self.token}":
             return 401, {"ok": False, "error_code": 401, "description": "Unauthorized"}
         with self._lock:

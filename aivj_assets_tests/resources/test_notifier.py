@@ -43,7 +43,19 @@ def test_hourly_cap_holds_back_and_says_so_later(tg_settings, bot_api: BotApi, m
     assert bot_api.texts()[-1] == "[AIVJ] new file 4\n(2 earlier messages were held back by the rate limit)"
 
 
-def test_failing_telegram_never_raises_nor_leaks_the_token(tg_settings, bot_api: BotApi, caplog) -> None:
+def test_a_send_that_fails_once_is_tried_again(tg_settings, bot_api: BotApi, monkeypatch) -> None:
+    from aivj_assets.resources import notifier
+
+    monkeypatch.setattr(notifier, "RETRY_DELAYS", (0.01, 0.01))
+    bot_api.fail_next = 2  # a 502, then a timeout-like failure: the third try gets through
+    notify(tg_settings, "run_failed", "Run full_training failed for good")
+    assert bot_api.texts() == ["[AIVJ] Run full_training failed for good"]
+
+
+def test_failing_telegram_never_raises_nor_leaks_the_token(tg_settings, bot_api: BotApi, caplog, monkeypatch) -> None:
+    from aivj_assets.resources import notifier
+
+    monkeypatch.setattr(notifier, "RETRY_DELAYS", (0.01, 0.01))
     caplog.set_level(logging.DEBUG)
     bot_api.fail_with = 502
     notify(tg_settings, "training_failed", "run abc failed")
