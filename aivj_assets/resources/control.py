@@ -7,7 +7,9 @@ pause survives restarts and reaches a running loop within one control poll.
 
 from __future__ import annotations
 
+import gc
 import logging
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -154,6 +156,16 @@ def training_control(settings: Settings, deadline: datetime | None = None) -> Ca
     return TrainingControl(settings, deadline)
 
 
+def _release_gpu_memory() -> None:
+    """Hand the paused training's cached GPU memory back to the driver: PyTorch keeps what it
+    freed, so a pause for GPU memory would otherwise count this process's own cache and never
+    see the memory fall under the limit."""
+    torch = sys.modules.get("torch")  # only a process that trained has anything cached
+    if torch is not None and torch.cuda.is_available():
+        gc.collect()  # the stopped loop's model and optimizer tensors
+        torch.cuda.empty_cache()
+
+
 def wait_while_paused(settings: Settings, deadline: datetime | None, *, poll: float = 5.0,
                       clock: Clock = utc_now, sleep: Callable[[float], None] = time.sleep,
                       monitor: SystemMonitor | None = None, checkpoint: str | None = None) -> str:
@@ -165,6 +177,7 @@ def wait_while_paused(settings: Settings, deadline: datetime | None, *, poll: fl
     """
     monitor = monitor or SystemMonitor(settings)
     flag = PauseFlag.for_settings(settings)
+    _release_gpu_memory()
     while True:
         if deadline is not None and clock() >= deadline:
             return "deadline"

@@ -104,6 +104,18 @@ def test_wait_resumes_once_the_gpu_is_under_the_cool_threshold(tg_settings, bot_
                                    "[AIVJ] Training resumed from checkpoint step_0080."]
 
 
+def test_a_pause_hands_the_cached_gpu_memory_back(aivj_env, monkeypatch) -> None:
+    import torch
+
+    emptied = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(True))
+    # Otherwise the paused process's own cache keeps the GPU memory reading over the limit.
+    assert wait_while_paused(aivj_env, None, poll=1.0, sleep=lambda s: None,
+                             monitor=_gpu_monitor(aivj_env, [50.0])) == "resume"
+    assert emptied == [True]
+
+
 def test_wait_until_the_flag_is_cleared(aivj_env) -> None:
     flag = PauseFlag.for_settings(aivj_env)
     flag.pause(by="telegram:owner")
