@@ -103,6 +103,8 @@ class Registry:
             return json.loads(self.registry_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return {"format": 1, "champion": None, "versions": {}, "events": []}
+        except ValueError as exc:  # a torn or hand-edited file: name it
+            raise ValueError(f"{self.registry_path}: not a readable registry ({exc})") from None
 
     def entries(self) -> list[dict[str, Any]]:
         """Every version's entry, oldest first."""

@@ -127,3 +127,17 @@ def test_versions_and_rollback_commands(settings, tmp_path, capsys) -> None:
     out = subprocess.run([sys.executable, "-m", "aivj_assets", "versions"], env=env, capture_output=True,
                          text=True, check=True).stdout
     assert f"champion: {second}" in out and "rolled_back" in out
+
+
+def test_bad_arguments_and_a_torn_registry_are_named(settings, tmp_path, capsys) -> None:
+    assert main(["demo-data", str(tmp_path / "d"), "--pairs", "100", "--elite", "0"]) == 1
+    assert "--elite must be at least 1, got 0" in capsys.readouterr().err
+    assert main(["demo-data", str(tmp_path / "d"), "--pairs", "-1"]) == 1
+    assert "--pairs must be at least 1, got -1" in capsys.readouterr().err
+    (tmp_path / "file.pth").write_bytes(b"x")
+    assert main(["demo-data", str(tmp_path / "file.pth"), "--pairs", "100", "--elite", "10"]) == 1
+    assert "is a file, not a folder" in capsys.readouterr().err
+    settings.models_dir.mkdir(parents=True, exist_ok=True)
+    (settings.models_dir / "model_registry.json").write_text('{"versions": {')  # torn
+    assert main(["versions"]) == 1
+    assert f"{settings.models_dir / 'model_registry.json'}: not a readable registry" in capsys.readouterr().err

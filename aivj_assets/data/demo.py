@@ -77,6 +77,11 @@ def write_demo_data(
 ) -> dict:
     """Write refined pairs (several .jsonl and .parquet files), an elite folder and a manifest."""
     directory = Path(directory)
+    for option, value in (("--pairs", pairs), ("--elite", elite)):
+        if value < 1:
+            raise ValueError(f"demo data: {option} must be at least 1, got {value}")
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"demo data: {directory} is a file, not a folder")
     rng = np.random.default_rng(seed)
     audio, preset, prob, labels = draw_pairs(pairs, rng, audio_dim, preset_dim)
     n_files = min(6, max(1, pairs // 500))
