@@ -273,11 +273,12 @@ class Registry:
     def apply_retention(self, *, keep: int, keep_low_disk: int, low_disk: bool,
                         protect: set[str] | frozenset[str] = frozenset()) -> list[str]:
         """Delete old versions' files: keep the ``keep`` newest (low disk: the ``keep_low_disk`` best
-        by elite accuracy among never-champions) plus every version that was ever champion."""
+        by elite accuracy among never-champions) plus every version that was ever champion, and
+        what a night's work still needs (:func:`_in_use`)."""
         removed: list[str] = []
         with self._locked() as doc:
             alive = [e for e in doc["versions"].values() if not e.get("pruned")]
-            keepers = {e["version"] for e in alive if e.get("ever_champion")} | set(protect)
+            keepers = {e["version"] for e in alive if e.get("ever_champion")} | set(protect) | _in_use(alive)
             others = [e for e in alive if e["version"] not in keepers]
             if low_disk:
                 keepers |= {e["version"] for e in sorted(others, key=_elite, reverse=True)[:keep_low_disk]}
@@ -448,3 +449,13 @@ def import_model(settings: Settings, path: Path) -> str:
     from aivj_assets.promotion import import_champion  # torch is needed only here
 
     return import_champion(settings, Registry(settings.models_dir), Path(path))
+
+
+def _in_use(alive: list[dict[str, Any]]) -> set[str]:
+    """Versions a night's work still needs: candidates not yet decided (a gate check may be
+    about to read them; a crashed run's will be judged again), their parents, and the newest
+    warm-up, which a full training resumed over several nights grows from."""
+    needed = {e["version"] for e in alive if e.get("status") == "candidate" and e.get("stage") != "warmup"}
+    needed |= {e["parent"] for e in alive if e["version"] in needed and e.get("parent")}
+    warmups = [e["version"] for e in alive if e.get("stage") == "warmup"]
+    return needed | set(warmups[-1:])

@@ -69,6 +69,8 @@ def test_low_disk_prunes_old_versions(tg_settings, bot_api: BotApi, dagster_inst
     registry = Registry(tg_settings.models_dir)
     versions = _register(registry, 6)
     registry.promote(versions[0], by="test")
+    for v in versions[1:]:
+        registry.reject(v, ["judged"], by="test")  # decided candidates: nothing still needs them
     _tick_watch(dagster_instance, None, disk=2.5)
     alive = [e["version"] for e in registry.entries() if not e.get("pruned")]
     # The champion stays, plus the 3 best by elite accuracy (keep_versions_low_disk).

@@ -108,6 +108,8 @@ def test_retention_keeps_newest_and_every_champion(tmp_path: Path) -> None:
     reg = Registry(tmp_path / "models")
     versions = [_register(reg, tmp_path, f"w{i}", elite=0.90 + i / 100) for i in range(9)]
     reg.promote(versions[0], by="test")  # an old champion must survive
+    for v in versions[1:]:
+        reg.reject(v, ["judged"], by="test")  # decided: nothing still needs them
     removed = reg.apply_retention(keep=5, keep_low_disk=3, low_disk=False)
     assert sorted(removed) == sorted(versions[1:4])
     for v in versions[1:4]:
@@ -120,6 +122,25 @@ def test_retention_keeps_newest_and_every_champion(tmp_path: Path) -> None:
     alive = [v for v in versions if reg.version_dir(v).exists()]
     assert alive == [versions[0], versions[4], *versions[6:9]]
     assert "files pruned" in reg.format_table()
+
+
+def test_retention_spares_what_a_night_still_needs(tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "models")
+    champion = _register(reg, tmp_path, "champ")
+    reg.promote(champion, by="test")
+    old_warm = _register(reg, tmp_path, "warm0", stage="warmup", parent=champion, elite=0.99)
+    warm = _register(reg, tmp_path, "warm1", stage="warmup", parent=champion, elite=0.50)
+    full = _register(reg, tmp_path, "full", stage="full", parent=warm, elite=0.50)  # not judged yet
+    rejected = _register(reg, tmp_path, "inc", stage="incremental", parent=champion, elite=0.95)
+    reg.reject(rejected, ["does not beat the champion"], by="test")
+    # Low disk, keeping none: the champion, the candidate waiting for its gates, its parent
+    # warm-up (the newest, which a stopped full training resumes from) all stay.
+    removed = reg.apply_retention(keep=0, keep_low_disk=0, low_disk=True)
+    assert sorted(removed) == sorted([old_warm, rejected])
+    assert all(reg.version_dir(v).exists() for v in (champion, warm, full))
+    reg.reject(full, ["val_accuracy"], by="test")  # decided: now it may go, the newest warm-up stays
+    assert reg.apply_retention(keep=0, keep_low_disk=0, low_disk=True) == [full]
+    assert reg.version_dir(warm).exists()
 
 
 def test_find_by_identity_and_adoption_of_an_unlisted_version(tmp_path: Path) -> None:
