@@ -141,7 +141,8 @@ def _training_key(settings: Settings, epochs: int) -> str:
 def _train_stage(settings: Settings, registry: Registry, *, stage: str, parent: str | None, identity: str,
                  data: PairTensors, val: PairTensors, elite: PairTensors, partitions: list[str], data_hash: str,
                  control: Callable[[dict], str] | None, log: Callable[[str], None], run_id: str, cmd_line: str,
-                 extra_meta: dict[str, Any] | None = None, resumes: str | None = None) -> StageResult:
+                 extra_meta: dict[str, Any] | None = None, resumes: str | None = None,
+                 restart_epoch_on_new_data: bool = False) -> StageResult:
     """Train and register one stage. ``identity`` names the version (for reuse); ``resumes``
     (default: the identity) names the checkpoints a stopped run of it goes on from."""
     epochs = int(getattr(settings, STAGE_EPOCHS[stage]))
@@ -155,7 +156,8 @@ def _train_stage(settings: Settings, registry: Registry, *, stage: str, parent: 
     done_elsewhere = (state.get("identity") == checkpoints and state.get("status") == "finished"
                       and state.get("manifest_hash") != data_hash)
     config = TrainConfig.from_settings(settings, epochs=epochs, identity=checkpoints, resume=not done_elsewhere,
-                                       checkpoint_dir=settings.checkpoints_dir / stage, manifest_hash=data_hash)
+                                       checkpoint_dir=settings.checkpoints_dir / stage, manifest_hash=data_hash,
+                                       restart_epoch_on_new_data=restart_epoch_on_new_data)
     result = train(model, data, val=val, elite=elite, config=config, control=control, log=log)
     rows = {"train": len(data), "val": len(val), "elite_judge": len(elite)}
     out = StageResult(stage=stage, status=result.status, version=None, parent=parent, identity=identity,
@@ -261,11 +263,12 @@ def train_full(settings: Settings, registry: Registry, warm_version: str, *, con
                              "is a validation row)")
     _, judge_part = elite_split(settings)
     # A full training takes several nights while new files keep arriving: its checkpoints are
-    # named without the data, so a stopped run goes on with the data as it is now (new rows
-    # join at the next epoch) instead of starting again each time a file lands.
+    # named without the data, so a stopped run goes on with the data as it is now instead of
+    # starting again each time a file lands. The interrupted epoch starts again on the current
+    # rows, so the version's data manifest names only rows it has trained on.
     return _train_stage(settings, registry, stage="full", parent=warm_version, identity=identity, data=train_rows,
                         val=val, elite=judge_part, partitions=keys, data_hash=data_hash, control=control, log=log,
-                        run_id=run_id, cmd_line=cmd_line, resumes=recipe)
+                        run_id=run_id, cmd_line=cmd_line, resumes=recipe, restart_epoch_on_new_data=True)
 
 
 def new_partitions(settings: Settings, registry: Registry) -> tuple[dict[str, Any], list[str], list[str]]:

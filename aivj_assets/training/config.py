@@ -45,6 +45,9 @@ class TrainConfig:
     checkpoint_background: bool = True  # write checkpoints from a CPU snapshot while training goes on
     progress_seconds: float = 30.0
     manifest_hash: str = ""  # the data manifest hash, recorded in every checkpoint
+    # Resumed on other data mid-epoch: True restarts that epoch on the current rows (so every
+    # row of the data a version records has been trained on); False finishes it on its rows.
+    restart_epoch_on_new_data: bool = False
     loss_log: Path | None = None  # "step loss" lines, exactly those of the surviving trajectory
     # Test hook: the loss becomes NaN at these steps (once each per process, or every time).
     fault_nan_at_steps: tuple[int, ...] = ()

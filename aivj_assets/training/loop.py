@@ -143,6 +143,13 @@ class _Trainer:
         r.counters = Counters.from_dict(p["counters"])
         r.history, r.events, r.best_model = list(p["history"]), list(p["events"]), p["best_model"]
         self.rows = EpochRows.from_payload(p["epoch_rows"])
+        if p.get("manifest_hash", "") != self.cfg.manifest_hash:
+            # Scores from other validation rows are not comparable with the coming ones: the
+            # best epoch so far and the rules' streaks start again on the current data.
+            r.counters.best_epoch, r.counters.best_score = -1, []
+            r.counters.rise_streak = r.counters.worsen_streak = 0
+            r.best_model = None
+            self.log("data changed since the checkpoint: the best epoch is chosen again on the current data")
         self.t0 = self.epoch_t0 = time.monotonic()
         self.samples0 = r.samples
         self.last_checkpoint = path.stem
@@ -253,7 +260,8 @@ class _Trainer:
         self._start()
         decision = self._ask(self._progress(0, 0))
         while decision == "continue" and r.epoch < cfg.epochs:
-            data = self.rows.epoch_data(self.get_data, r, self.log, self.device)
+            data = self.rows.epoch_data(self.get_data, r, self.log, self.device,
+                                        realign=not self.cfg.restart_epoch_on_new_data)
             n, bs = len(data), cfg.batch_size
             n_batches = math.ceil(n / bs)
             if n == 0:

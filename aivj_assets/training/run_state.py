@@ -78,7 +78,7 @@ class EpochRows:
         return cls(str(p.get("fingerprint", "")), ids)
 
     def epoch_data(self, get_data: Callable[[], PairTensors], run: Any, log: Callable[[str], None],
-                   device: torch.device) -> PairTensors:
+                   device: torch.device, *, realign: bool = True) -> PairTensors:
         """This epoch's rows on ``device``: fresh data at an epoch start, the same rows mid-epoch."""
         if run.pos > 0 and self._cache is not None and self._cache_fp == self.fingerprint:
             return self._cache
@@ -86,7 +86,7 @@ class EpochRows:
         ids = data.row_ids()
         fp = data.fingerprint(ids)
         if run.pos > 0 and fp != self.fingerprint:
-            aligned = _align(data, self.ids) if self.ids is not None else None
+            aligned = _align(data, self.ids) if self.ids is not None and realign else None
             if aligned is None:
                 log(f"rows of epoch {run.epoch + 1} changed since the checkpoint; restarting the epoch on the current data")
                 run.pos, run.epoch_loss_sum, run.epoch_loss_count = 0, 0.0, 0

@@ -81,8 +81,13 @@ def test_a_full_training_stopped_by_the_window_goes_on_after_new_data_arrived(ai
     # join at the next epoch) instead of starting the full training again.
     write_new_file(settings, "during_the_day", 500, seed=9)
     seq = ingest(settings, dagster_instance, seq)
-    second = train_full(settings, registry, warm)
+    logged: list[str] = []
+    second = train_full(settings, registry, warm, log=logged.append)
     assert second.status == "finished" and second.resumed_from == stopped_at
+    # Scores on other validation rows are not compared with the new ones, and an epoch cut off
+    # mid-way starts again on the current rows, so every recorded partition was trained on.
+    assert "data changed since the checkpoint: the best epoch is chosen again on the current data" in logged
+    assert len(second.history) == settings.full_epochs
     assert any(k.startswith("during_the_day") for k in registry.meta(second.version)["data_partitions"])
 
     # Finished on that data, its checkpoints are not resumed for other data: more data later

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -151,6 +152,31 @@ def test_new_data_joins_at_the_next_epoch_boundary(tmp_path: Path):
     rows = [h["rows"] for h in done.history]
     assert rows == [len(train_rows), len(train_rows), len(train_rows) + len(more)]
     assert any("new rows join next epoch" in line for line in lines)
+
+
+def test_new_data_can_restart_the_interrupted_epoch_and_the_best_epoch(tmp_path: Path):
+    # What the full stage asks for: every row of the data it records has been trained on, and
+    # the best epoch is chosen among scores on the same validation rows.
+    train_rows, val = _data()
+    more, more_val = _data(n=600, seed=9)
+    current = {"data": train_rows}
+    config = _config(tmp_path, control_poll_seconds=0.0, restart_epoch_on_new_data=True, manifest_hash="m1")
+
+    def pause_mid_epoch_2(progress: dict) -> str:
+        return "pause" if progress["step"] >= 25 else "continue"
+
+    paused = train(_model(), lambda: current["data"], val=val, config=config, control=pause_mid_epoch_2,
+                   log=_quiet())
+    assert paused.status == "paused"
+    current["data"] = more.concat(train_rows)
+    lines: list[str] = []
+    grown = dataclasses.replace(config, manifest_hash="m2")
+    done = train(_model(), lambda: current["data"], val=val.concat(more_val), config=grown, log=lines.append)
+    rows = [h["rows"] for h in done.history]
+    assert rows == [len(train_rows), len(train_rows) + len(more), len(train_rows) + len(more)]
+    assert any("restarting the epoch on the current data" in line for line in lines)
+    assert "data changed since the checkpoint: the best epoch is chosen again on the current data" in lines
+    assert done.metrics["epoch"] >= 1  # the best epoch is one scored on the current validation rows
 
 
 def test_progress_lines_show_step_samples_rate_and_eta(tmp_path: Path):
