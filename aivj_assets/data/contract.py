@@ -102,7 +102,7 @@ def read_pairs(path: Path, data: bytes, settings: Settings, lineage: dict | None
         if table.num_rows == 0:
             raise DataFileError(f"{path}: the Parquet file has no rows")
         try:
-            return _validate_table(path, table, settings, lineage, line_numbers=None)
+            return _validate_table(path, table, settings, lineage, line_numbers=None, strict=False)
         except _NeedLinePath as exc:
             raise DataFileError(f"{path}: {exc}") from None
     if suffix != ".jsonl":
@@ -111,7 +111,7 @@ def read_pairs(path: Path, data: bytes, settings: Settings, lineage: dict | None
         raise DataFileError(f"{path}: binary content, not JSON lines")
     try:
         table = pa_json.read_json(io.BytesIO(data))
-        result = _validate_table(path, table, settings, lineage, line_numbers=None)
+        result = _validate_table(path, table, settings, lineage, line_numbers=None, strict=True)
         if result.bad:  # name the real line of each bad row (pyarrow skips blank lines)
             lines = [i + 1 for i, raw in enumerate(data.split(b"\n")) if raw.strip()]
             for bad in result.bad:
@@ -153,8 +153,12 @@ class _Vectors:
 
 
 def _validate_table(
-    path: Path, t: pa.Table, settings: Settings, lineage: dict | None, line_numbers: list[int] | None
+    path: Path, t: pa.Table, settings: Settings, lineage: dict | None, line_numbers: list[int] | None,
+    strict: bool = True,
 ) -> FileRows:
+    """``strict`` (JSON lines): a column whose type is not the contract's sends the file line by
+    line, so each row is judged on its own. Parquet has no lines and one type per column, so its
+    columns are cast (a category pair_id, a boolean weight) as long as the cast holds."""
     n = t.num_rows
     mark = _Marks(n)
     vectors: dict[str, _Vectors | None] = {}
@@ -163,7 +167,7 @@ def _validate_table(
             mark(np.ones(n, bool), f"missing field {name!r}")
             vectors[name] = None
             continue
-        arr = _list_of_float32(t[name], name)
+        arr = _list_of_float32(t[name], name, strict)
         offsets = arr.offsets.to_numpy()
         # Nulls inside a list become NaN here, so one finiteness test covers NaN, Inf (also a
         # float64 beyond float32's range) and null values.
@@ -183,7 +187,7 @@ def _validate_table(
     labels = _labels(t, settings.label_field, n, mark)
     weights = np.ones(n, np.float32)
     if settings.weight_field in t.column_names:
-        if not _numeric(t[settings.weight_field].type):
+        if strict and not _numeric(t[settings.weight_field].type):
             raise _NeedLinePath(f"field {settings.weight_field!r} is not numeric")
         try:
             w = pc.cast(t[settings.weight_field], pa.float64()).to_numpy(zero_copy_only=False)
@@ -195,8 +199,8 @@ def _validate_table(
     pair_ids = None
     if settings.pair_id_field in t.column_names:
         kind = t[settings.pair_id_field].type
-        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)
-                or pa.types.is_null(kind)):
+        if strict and not (pa.types.is_string(kind) or pa.types.is_large_string(kind)
+                           or pa.types.is_integer(kind) or pa.types.is_null(kind)):
             raise _NeedLinePath(f"field {settings.pair_id_field!r} is not a string")
         try:
             pair_ids = pc.cast(t[settings.pair_id_field], pa.string())
@@ -228,10 +232,10 @@ def _numeric(t: pa.DataType) -> bool:
     return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_null(t)
 
 
-def _list_of_float32(col: pa.ChunkedArray, name: str) -> pa.ListArray:
+def _list_of_float32(col: pa.ChunkedArray, name: str, strict: bool) -> pa.ListArray:
     t = col.type
-    if not ((pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t))
-            and _numeric(t.value_type)):
+    if strict and not ((pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t))
+                       and _numeric(t.value_type)):
         raise _NeedLinePath(f"field {name!r} is not a list of numbers")
     try:
         # Not a "safe" cast: an integer beyond 2**24 or a float64 becomes the nearest float32,

@@ -126,3 +126,19 @@ def test_unreadable_files_fail_with_file_and_reason(aivj_env, tmp_path, name, co
     with pytest.raises(DataFileError) as err:
         _read(path, aivj_env)
     assert str(path) in str(err.value) and reason in str(err.value)
+
+
+def test_parquet_columns_are_cast_where_json_lines_would_go_line_by_line(aivj_env, tmp_path):
+    # Parquet has no lines and one type per column: pandas writes a category pair_id as a
+    # dictionary, integer ids with a gap as floats, a boolean weight as bool. They still ingest.
+    import pandas as pd
+
+    recs = rows(20)
+    frame = pd.DataFrame({"audio": [r["audio"] for r in recs], "preset": [r["preset"] for r in recs],
+                          "label": [r["label"] for r in recs], "weight": [True] * 20,
+                          "pair_id": pd.Categorical([f"p{i % 3}" for i in range(20)])})
+    frame.to_parquet(tmp_path / "category.parquet")
+    out = _read(tmp_path / "category.parquet", aivj_env)
+    assert out.rows == 20 and not out.bad and out.table.column("pair_id").to_pylist()[:3] == ["p0", "p1", "p2"]
+    frame.assign(pair_id=[float(i) if i % 5 else None for i in range(20)]).to_parquet(tmp_path / "gaps.parquet")
+    assert _read(tmp_path / "gaps.parquet", aivj_env).rows == 20
