@@ -51,6 +51,8 @@ def worker_alive(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
                 return proc.create_time() <= record.event_log_entry.timestamp + 1 and proc.status() != "zombie"
             except (psutil.NoSuchProcess, ValueError):
                 return False
+            except psutil.AccessDenied:  # another user's process (a service): it exists
+                return True
     if run.status == dg.DagsterRunStatus.STARTING:
         record = instance.get_run_record_by_id(run.run_id)
         started = record.update_timestamp.timestamp() if record and record.update_timestamp else time.time()
@@ -224,10 +226,17 @@ def orphaned_training_runs(context: dg.SensorEvaluationContext) -> dg.SkipReason
     instance = context.instance
     runs = instance.get_runs(dg.RunsFilter(tags={TRAINING_TAG: "true"}, statuses=[
         dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]))
-    gone = [run for run in runs if not worker_alive(instance, run)]
-    for run in gone:
-        instance.report_run_failed(run, message="aivj: the training run's worker process is gone (was its daemon killed?)")
+    gone = []
+    for run in runs:
+        if worker_alive(instance, run):
+            continue
+        # Read again: a run that finished and exited since the list was read is not an orphan.
+        now = instance.get_run_by_id(run.run_id)
+        if now is None or now.status not in (dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED):
+            continue
+        instance.report_run_failed(now, message="aivj: the training run's worker process is gone (was its daemon killed?)")
         context.log.warning(f"training run {run.run_id} lost its worker: marked failed")
+        gone.append(run)
     return dg.SkipReason(f"{len(runs)} training runs in progress, {len(gone)} orphaned and marked failed")
 
 

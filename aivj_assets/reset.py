@@ -18,10 +18,12 @@ KEEP = {".gitkeep"}
 
 def platform_state(settings: Settings) -> list[Path]:
     """The files and folders ``aivj reset`` removes, those that exist."""
-    paths = [p for p in sorted(settings.models_dir.iterdir()) if p.name not in KEEP] if settings.models_dir.is_dir() else []
+    # The ledger first: if a later removal fails (a file still open), the ledger is rebuilt from
+    # whatever store is left, and no file stays marked as ingested into a store that is gone.
+    paths = [settings.data_dir / name for name in (LEDGER_NAME, LAST_SEEN_NAME, LOCK_NAME)]
+    paths += [p for p in sorted(settings.models_dir.iterdir()) if p.name not in KEEP] if settings.models_dir.is_dir() else []
     paths += [settings.store_dir, settings.checkpoints_dir, settings.state_dir, settings.report_path,
               settings.dagster_home]
-    paths += [settings.data_dir / name for name in (LEDGER_NAME, LAST_SEEN_NAME, LOCK_NAME)]
     return [p for p in paths if p.exists() or p.is_symlink()]
 
 

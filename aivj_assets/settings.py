@@ -214,15 +214,16 @@ def read_env_file(path: Path) -> dict[str, str]:
         if "=" not in line:
             raise ValueError(f"{path}:{lineno}: expected KEY=VALUE, found a line without '='")
         key, value = (part.strip() for part in line.split("=", 1))
-        if value[:1] in ("'", '"'):
-            end = value.find(value[0], 1)
-            if end == -1:
-                raise ValueError(f"{path}:{lineno}: {key}: the value's quote is not closed on its line")
-            if value[end + 1 :].strip()[:1] not in ("", "#"):
-                raise ValueError(f"{path}:{lineno}: {key}: text after the quoted value (a comment starts with #)")
+        end = value.find(value[0], 1) if value[:1] in ("'", '"') else -1
+        if end != -1 and value[end + 1 :].strip()[:1] in ("", "#"):  # KEY="value"   # a comment
             value = value[1:end]
-        else:  # KEY=value   # a comment
+        elif value[:1] in ("'", '"') and len(value) >= 2 and value[-1] == value[0]:
+            value = value[1:-1]  # KEY='it's': quoted as a whole
+        elif value[:1] in ("'", '"') and end == -1:
+            raise ValueError(f"{path}:{lineno}: {key}: the value's quote is not closed on its line")
+        elif value[:1] not in ("'", '"'):  # KEY=value   # a comment (quote a value holding " #")
             value = re.split(r"\s#", value, maxsplit=1)[0].rstrip()
+        # else: KEY="AIVJ bot" <bot@example.com>: taken as written
         values[key] = value
     return values
 

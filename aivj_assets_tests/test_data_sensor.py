@@ -132,3 +132,21 @@ def test_a_training_run_orphaned_by_a_killed_daemon_is_failed_so_the_slot_frees(
     status = {name: dagster_instance.get_run_by_id(run_id).status for name, run_id in runs.items()}
     assert status == {"orphan": dg.DagsterRunStatus.FAILURE, "running": dg.DagsterRunStatus.STARTED}
     assert dagster_instance.get_run_by_id(ingest.run_id).status == dg.DagsterRunStatus.STARTED
+
+
+def test_a_training_run_that_finished_meanwhile_is_not_taken_for_an_orphan(aivj_env, dagster_instance, monkeypatch):
+    import aivj_assets.ops_sensors as ops_sensors
+
+    run = _run_with_key(dagster_instance, "t-1", **{"aivj/training": "true"})
+    dagster_instance.report_dagster_event(
+        dg.DagsterEvent(dg.DagsterEventType.RUN_START.value, job_name=run.job_name), run_id=run.run_id)
+
+    def finished_then_exited(instance, listed_run):  # it ended between the listing and the check
+        instance.report_dagster_event(
+            dg.DagsterEvent(dg.DagsterEventType.RUN_SUCCESS.value, job_name=listed_run.job_name), run_id=listed_run.run_id)
+        return False
+
+    monkeypatch.setattr(ops_sensors, "worker_alive", finished_then_exited)
+    result = ops_sensors.orphaned_training_runs(dg.build_sensor_context(instance=dagster_instance))
+    assert "0 orphaned" in result.skip_message
+    assert dagster_instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.SUCCESS

@@ -97,6 +97,17 @@ def test_a_file_moved_or_edited_before_its_run_is_read_from_its_recorded_copy(ai
     assert not result.success
     assert "gone.jsonl: cannot read the file" in Store(aivj_env).failure(key)["reason"]
 
+    # A copy that holds the registered bytes but cannot be read as data: the failure is the copy's.
+    garbage = data / "garbage.jsonl"
+    garbage.write_bytes(b"\x00\x01 not json")
+    [key] = [r.partition for r in scan_tick(aivj_env, 99).requests if r.partition.startswith("garbage")]
+    dagster_instance.add_dynamic_partitions(data_files.name, [key])
+    garbage.rename(data / "archive" / "garbage.jsonl")
+    scan_tick(aivj_env, 99)
+    assert not _materialize(dagster_instance, key).success
+    failure = Store(aivj_env).failure(key)
+    assert failure["source_rel"] == "archive/garbage.jsonl" and "binary content" in failure["reason"]
+
 
 def test_wrong_lineage_file_fails_the_blocking_check(aivj_env, dagster_instance):
     write_jsonl(aivj_env.data_dir / "a.jsonl", rows(20))

@@ -55,7 +55,7 @@ def test_a_malformed_env_line_is_named_by_its_number_not_its_content(tmp_path: P
     env_file = tmp_path / ".env"
     # A space instead of '=', and a quoted password broken over two lines.
     for text, lineno in (("AIVJ_SEED=1\nTELEGRAM_TOKEN 123456:SECRETTOKEN\n", 2),
-                         ("AIVJ_SMTP_PASSWORD='hun\nter2'\n", 1), ("AIVJ_SMTP_PASSWORD='hun'ter2\n", 1)):
+                         ("AIVJ_SMTP_PASSWORD='hun\nter2'\n", 1)):
         env_file.write_text(text)
         with pytest.raises(ValueError) as caught:
             load_settings(env={}, env_file=env_file)
@@ -69,9 +69,12 @@ def test_env_file_as_the_readme_shows_it_and_as_windows_saves_it(tmp_path: Path)
             "TELEGRAM_CHAT_ID=123456789            # your chat with the bot\n"
             "AIVJ_SMTP_STARTTLS=true               # or AIVJ_SMTP_SSL=true for port 465\n"
             "AIVJ_SMTP_PASSWORD='p#ss word'  # quoted: kept whole\n"
-            "AIVJ_SMTP_USER=me#1@example.com\n")  # '#' inside an unquoted value is not a comment
+            "AIVJ_SMTP_USER=me#1@example.com\n"  # '#' inside an unquoted value is not a comment
+            "AIVJ_SMTP_FROM=\"AIVJ bot\" <bot@example.com>\n"  # text after the quotes: as written
+            "AIVJ_SMTP_TO='it's'\n")  # quoted as a whole
     expected = {"AIVJ_DATA_DIR": "D:\\aidata", "TELEGRAM_CHAT_ID": "123456789", "AIVJ_SMTP_STARTTLS": "true",
-                "AIVJ_SMTP_PASSWORD": "p#ss word", "AIVJ_SMTP_USER": "me#1@example.com"}
+                "AIVJ_SMTP_PASSWORD": "p#ss word", "AIVJ_SMTP_USER": "me#1@example.com",
+                "AIVJ_SMTP_FROM": '"AIVJ bot" <bot@example.com>', "AIVJ_SMTP_TO": "it's"}
     for encoding in ("utf-8", "utf-8-sig", "utf-16"):  # Notepad's BOM; PowerShell 5.1's `echo ... > .env`
         env_file.write_bytes(text.encode(encoding))
         assert read_env_file(env_file) == expected, encoding

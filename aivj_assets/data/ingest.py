@@ -65,14 +65,15 @@ def ingest_partition(settings: Settings, key: str) -> IngestReport:
             gone: list[DataFileError] = []
             for source in sources:
                 path = settings.data_dir / source["path"]
+                base = facts(source)  # a failure below is this file's
                 try:
                     data, result, lineage = _read_source(settings, store, path, entry["hash"], helper)
                 except _SourceGone as exc:
                     gone.append(exc.error)
                     continue
-                base = facts(source)
                 break
             else:
+                base = facts(entry)
                 more = f" (nor could its {len(gone) - 1} recorded copies be used)" if len(gone) > 1 else ""
                 raise DataFileError(f"{gone[0]}{more}")
         except DataFileError as exc:
