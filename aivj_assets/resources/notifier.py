@@ -78,20 +78,26 @@ def _admit_locked(settings: Settings, event: str, text: str, now: float) -> tupl
     return True, suppressed
 
 
-RETRY_DELAYS = (1.0, 4.0)  # a send that fails is tried again after these pauses
+RETRY_DELAYS = (1.0, 4.0)  # a send that fails fast is tried again after these pauses
+FAST_FAILURE_SECONDS = 3.0  # a refusal or an error answer; a slower failure is not retried
 
 
 def _deliver(settings: Settings, event: str, channel: str, send: Callable[[], Any]) -> bool:
-    """``send()``, tried again after a transient failure (a timeout, a 502): the message is
-    already counted as sent for deduplication, so a single failure would lose it for good."""
+    """``send()``, tried again after a quick transient failure (a 502, a refused connection): the
+    message is already counted as sent for deduplication, so one failure would lose it for good.
+    A slow failure (a timeout) is not retried: the message may have arrived, and a sensor tick
+    must stay well inside Dagster's 60 s limit."""
     for attempt in range(len(RETRY_DELAYS) + 1):
+        began = time.monotonic()
         try:
             send()
             return True
         except Exception as exc:
             last = exc
-            if attempt < len(RETRY_DELAYS):
+            if attempt < len(RETRY_DELAYS) and time.monotonic() - began < FAST_FAILURE_SECONDS:
                 time.sleep(RETRY_DELAYS[attempt])
+            else:
+                break
     log.warning("%s notification %s failed: %s", channel, event, telegram.scrub(str(last), settings))
     return False
 

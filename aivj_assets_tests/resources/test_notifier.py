@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
@@ -47,9 +48,24 @@ def test_a_send_that_fails_once_is_tried_again(tg_settings, bot_api: BotApi, mon
     from aivj_assets.resources import notifier
 
     monkeypatch.setattr(notifier, "RETRY_DELAYS", (0.01, 0.01))
-    bot_api.fail_next = 2  # a 502, then a timeout-like failure: the third try gets through
+    bot_api.fail_next = 2  # two quick 502s: the third try gets through
     notify(tg_settings, "run_failed", "Run full_training failed for good")
     assert bot_api.texts() == ["[AIVJ] Run full_training failed for good"]
+
+
+def test_a_slow_failure_is_not_tried_again(tg_settings, monkeypatch) -> None:
+    from aivj_assets.resources import notifier
+
+    monkeypatch.setattr(notifier, "FAST_FAILURE_SECONDS", 0.05)
+    calls = []
+
+    def times_out() -> None:  # like a read timeout: the message may have arrived
+        calls.append(1)
+        time.sleep(0.1)
+        raise TimeoutError("read timed out")
+
+    assert notifier._deliver(tg_settings, "run_failed", "Telegram", times_out) is False
+    assert calls == [1]
 
 
 def test_failing_telegram_never_raises_nor_leaks_the_token(tg_settings, bot_api: BotApi, caplog, monkeypatch) -> None:
