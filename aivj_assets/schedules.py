@@ -44,6 +44,8 @@ class TrainingFacts:
     incremental_done: tuple[str, str] | None = None
     rolled_back: str | None = None  # the newest trained version, when the owner rolled it back
     architecture_change: str = ""  # how the settings' model shape differs from the champion's
+    # (version, status, partitions) of the newest full version with the settings' shape, if any
+    new_shape_full: tuple[str, str, list[str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,11 @@ def plan_nightly(facts: TrainingFacts, now: datetime, full_every_days: int, min_
     if facts.champion is None:
         return Plan("full_training", "no champion yet")
     if facts.architecture_change:
+        tried = facts.new_shape_full
+        if tried and tried[1] != "candidate" and not new_partitions(facts.stored, tried[2]):
+            return Plan(None, f"the model's architecture changed since champion {facts.champion} "
+                              f"({facts.architecture_change}); {tried[0]} with the new shape was {tried[1]}: "
+                              "waiting for new data")
         return Plan("full_training", f"the model's architecture changed since champion {facts.champion} "
                                      f"({facts.architecture_change}): a new lineage")
     if facts.last_full_at is None:
@@ -136,12 +143,26 @@ def read_facts(settings: Settings) -> TrainingFacts:
         elif champion:  # it lost (or was never judged): its gain over the champion is the news
             improvement = _gain(_score(newest), _score(versions[champion]))
     stored = Store(settings).partitions()
+    shaped = _newest_full_of_this_shape(settings, registry, fulls) if change else None
     done = _incremental_done(settings, registry) if champion and new_partitions(stored, champion_partitions) else None
     return TrainingFacts(
         paused_by=flag.by if flag.paused else None, stored=stored, champion=champion,
         champion_partitions=champion_partitions, last_full_at=last_full_at, last_improvement=improvement,
-        incremental_done=done, rolled_back=rolled_back, architecture_change=change,
+        incremental_done=done, rolled_back=rolled_back, architecture_change=change, new_shape_full=shaped,
     )
+
+
+def _newest_full_of_this_shape(settings: Settings, registry, fulls: list[dict]) -> tuple[str, str, list[str]] | None:
+    """The newest full version trained with the settings' architecture: after a change of shape,
+    once it was judged, training the same data again would only judge it again."""
+    for entry in reversed(fulls):
+        try:
+            meta = registry.meta(entry["version"])
+        except (OSError, ValueError):  # pruned: its files are gone
+            continue
+        if meta.get("settings") and not architecture_change(settings, meta):
+            return entry["version"], entry["status"], list(meta.get("data_partitions") or [])
+    return None
 
 
 def _incremental_done(settings: Settings, registry) -> tuple[str, str] | None:

@@ -58,6 +58,13 @@ def test_new_partitions_are_the_ones_the_champion_never_saw() -> None:
     ({"stored": ["a", "b", "c"], "rolled_back": "v2"}, "incremental_training", "1 new partitions since v1: c"),
     ({"stored": ["a", "b", "c"], "architecture_change": "hidden_dim 512 -> 256"}, "full_training",
      "the model's architecture changed since champion v1 (hidden_dim 512 -> 256): a new lineage"),
+    ({"stored": ["a", "b", "c"], "architecture_change": "hidden_dim 512 -> 256",
+      "new_shape_full": ("v3", "rejected", ["a", "b", "c"])}, None,
+     "the model's architecture changed since champion v1 (hidden_dim 512 -> 256); v3 with the new shape was "
+     "rejected: waiting for new data"),
+    ({"stored": ["a", "b", "c", "d"], "architecture_change": "hidden_dim 512 -> 256",
+      "new_shape_full": ("v3", "rejected", ["a", "b", "c"])}, "full_training",
+     "the model's architecture changed since champion v1 (hidden_dim 512 -> 256): a new lineage"),
     ({"paused_by": "telegram:owner", "champion": None}, None,
      "training is paused (by telegram:owner); /resume or `aivj resume` to go on"),
     ({"stored": [], "champion": None}, None, "no data ingested yet"),

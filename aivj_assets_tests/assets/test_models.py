@@ -279,3 +279,10 @@ def test_a_new_model_shape_starts_a_new_lineage_judged_against_the_old_champion(
     assert beat.metadata["value"].value != "no champion" and "mcnemar_p_value" in beat.metadata
     assert registry.get(full)["judged_against"] == old and registry.get(full)["champion_measured"]
     assert result.success == (registry.champion()["version"] == full)
+    # Judged: the plan does not train the new shape on the same data again every night.
+    facts = read_facts(wider)
+    plan = plan_nightly(facts, datetime.now(timezone.utc), wider.full_every_days, wider.min_improvement)
+    if registry.champion()["version"] == full:
+        assert facts.architecture_change == ""
+    else:
+        assert facts.new_shape_full[0] == full and plan.job is None and "waiting for new data" in plan.reason
