@@ -117,6 +117,10 @@ def read_facts(settings: Settings) -> TrainingFacts:
 
     flag = PauseFlag.for_settings(settings).state()
     registry = Registry(settings.models_dir)
+    if registry.registry_path.is_file():
+        # A promotion or rollback killed between the registry's save and its pointers leaves
+        # coupling_net_best.pth and latest on the old champion: put them right every night.
+        registry.repair()
     doc = registry.load()
     versions = doc.get("versions", {})
     champion = doc.get("champion")

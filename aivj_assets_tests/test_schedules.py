@@ -105,6 +105,11 @@ def test_facts_from_the_registry_and_store(aivj_env) -> None:
     registry.reject(loser, ["does not beat the champion"], by="test")
     assert read_facts(aivj_env).last_improvement == pytest.approx(-0.002 / 0.96)
     assert read_facts(aivj_env).incremental_done is None  # p3 is new, and no incremental has tried it
+    # A promotion killed before the pointers moved: the nightly tick puts them right.
+    best = aivj_env.models_dir / "coupling_net_best.pth"
+    best.write_bytes(registry.weights_path(first).read_bytes())
+    read_facts(aivj_env)
+    assert best.read_bytes() == registry.weights_path(second).read_bytes()
     assert read_facts(aivj_env).rolled_back is None
     registry.rollback(by="owner")  # second goes back to first; the loser stays the newest
     assert read_facts(aivj_env).rolled_back is None
