@@ -23,7 +23,8 @@ def render() -> str:
     """The text of .env.example: every setting, commented out, at its default."""
     lines = [
         "# Copy to .env and edit. Every setting of aivj_assets/settings.py, with its default.",
-        "# Real environment variables win over this file.",
+        "# Real environment variables win over this file. A comment may follow a value after a space",
+        '# (KEY=value   # note); quote a value that itself holds " #" (a password, say).',
     ]
     defaults = Settings()
     for f in fields(Settings):
