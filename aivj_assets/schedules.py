@@ -46,6 +46,7 @@ class TrainingFacts:
     architecture_change: str = ""  # how the settings' model shape differs from the champion's
     # (version, status, partitions) of the newest full version with the settings' shape, if any
     new_shape_full: tuple[str, str, list[str]] | None = None
+    new_training_rows: int | None = None  # training rows in the new partitions (None: not counted)
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,9 @@ def plan_nightly(facts: TrainingFacts, now: datetime, full_every_days: int, min_
         version, status = facts.incremental_done
         return Plan(None, f"{len(new)} new partition(s) since {facts.champion}, already trained as {version} "
                           f"({status}): waiting for more data; launch incremental_training to judge it again")
+    if new and facts.new_training_rows == 0:
+        return Plan(None, f"{len(new)} new partition(s) since {facts.champion} hold no training rows (their rows "
+                          "are bad, validation or elite judging rows): waiting for more data")
     if new:
         shown = ", ".join(new[:3]) + (", ..." if len(new) > 3 else "")
         return Plan("incremental_training", f"{len(new)} new partitions since {facts.champion}: {shown}")
@@ -148,12 +152,22 @@ def read_facts(settings: Settings) -> TrainingFacts:
             improvement = _gain(_score(newest), _score(versions[champion]))
     stored = Store(settings).partitions()
     shaped = _newest_full_of_this_shape(settings, registry, fulls) if change else None
-    done = _incremental_done(settings, registry) if champion and new_partitions(stored, champion_partitions) else None
+    fresh = new_partitions(stored, champion_partitions) if champion else []
+    done = _incremental_done(settings, registry) if fresh else None
+    training_rows = _training_rows(settings, fresh) if fresh and not done else None
     return TrainingFacts(
         paused_by=flag.by if flag.paused else None, stored=stored, champion=champion,
         champion_partitions=champion_partitions, last_full_at=last_full_at, last_improvement=improvement,
         incremental_done=done, rolled_back=rolled_back, architecture_change=change, new_shape_full=shaped,
+        new_training_rows=training_rows,
     )
+
+
+def _training_rows(settings: Settings, keys: list[str]) -> int:
+    """How many training rows the partitions ``keys`` hold (the incremental stage's new rows)."""
+    from aivj_assets.stages import training_row_count
+
+    return training_row_count(settings, keys)
 
 
 def _newest_full_of_this_shape(settings: Settings, registry, fulls: list[dict]) -> tuple[str, str, list[str]] | None:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from aivj_assets.data.split import validation_mask
 from aivj_assets.data.store import Store
@@ -98,6 +99,16 @@ def _split_table(settings: Settings, table: pa.Table) -> tuple[pa.Table, pa.Tabl
         return table, table
     train, val = _split_masks(settings, table)
     return table.filter(pa.array(train)), table.filter(pa.array(val))
+
+
+def training_row_count(settings: Settings, keys: list[str]) -> int:
+    """Training rows in the stored partitions ``keys``, reading only their row hashes."""
+    store = Store(settings)
+    total = 0
+    for key in keys:
+        table = pq.read_table(store.partition_path(key), columns=["row_hash"])
+        total += int(_split_masks(settings, table)[0].sum()) if table.num_rows else 0
+    return total
 
 
 def corpus_split(settings: Settings, keys: list[str] | None = None) -> tuple[PairTensors, PairTensors]:

@@ -56,6 +56,9 @@ def test_new_partitions_are_the_ones_the_champion_never_saw() -> None:
     ({"last_improvement": 0.02, "rolled_back": "v2"}, None,
      "nothing new since v1; the last training, v2, was rolled back: waiting for new data"),
     ({"stored": ["a", "b", "c"], "rolled_back": "v2"}, "incremental_training", "1 new partitions since v1: c"),
+    ({"stored": ["a", "b", "c"], "new_training_rows": 0}, None,
+     "1 new partition(s) since v1 hold no training rows (their rows are bad, validation or elite judging rows): "
+     "waiting for more data"),
     ({"stored": ["a", "b", "c"], "architecture_change": "hidden_dim 512 -> 256"}, "full_training",
      "the model's architecture changed since champion v1 (hidden_dim 512 -> 256): a new lineage"),
     ({"stored": ["a", "b", "c"], "architecture_change": "hidden_dim 512 -> 256",
@@ -74,8 +77,16 @@ def test_plan(facts, job, reason) -> None:
     assert (plan.job, plan.reason) == (job, reason)
 
 
-def _store_partition(settings, key: str) -> None:
-    Store(settings).write_partition(key, PAIR_SCHEMA.empty_table(), {"content_hash": key})
+def _store_partition(settings, key: str, n: int = 0) -> None:
+    """Partition ``key`` with ``n`` rows of the demo task (none by default)."""
+    table = PAIR_SCHEMA.empty_table()
+    if n:
+        from aivj_assets.data.contract import read_pairs
+        from aivj_assets_tests.data.helpers import rows, write_jsonl
+
+        path = write_jsonl(settings.home / f"{key}.jsonl", rows(n, seed=len(key)))
+        table = read_pairs(path, path.read_bytes(), settings, None).table
+    Store(settings).write_partition(key, table, {"content_hash": key})
 
 
 def _version(registry: Registry, stage: str, partitions: list[str], elite: float) -> str:
@@ -105,6 +116,7 @@ def test_facts_from_the_registry_and_store(aivj_env) -> None:
     registry.reject(loser, ["does not beat the champion"], by="test")
     assert read_facts(aivj_env).last_improvement == pytest.approx(-0.002 / 0.96)
     assert read_facts(aivj_env).incremental_done is None  # p3 is new, and no incremental has tried it
+    assert read_facts(aivj_env).new_training_rows == 0  # p3 was stored with no rows
     # A promotion killed before the pointers moved: the nightly tick puts them right.
     best = aivj_env.models_dir / "coupling_net_best.pth"
     best.write_bytes(registry.weights_path(first).read_bytes())
@@ -180,7 +192,7 @@ def test_schedule_requests_full_training_with_the_window_deadline(aivj_env, dags
 
 def test_schedule_requests_incremental_training_for_new_partitions(aivj_env, dagster_instance) -> None:
     for key in ("p1", "p2"):
-        _store_partition(aivj_env, key)
+        _store_partition(aivj_env, key, n=50)
     registry = Registry(aivj_env.models_dir)
     registry.promote(_version(registry, "full", ["p1"], 0.95), by="test")
     [request] = _evaluate(aivj_env, dagster_instance, NOW).run_requests
