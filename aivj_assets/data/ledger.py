@@ -91,11 +91,6 @@ class Ledger:
             )
         return entries
 
-    def entry_for(self, partition: str) -> dict | None:
-        """The registering entry of ``partition`` (not its duplicates)."""
-        sources = self.sources_for(partition)
-        return sources[0] if sources else None
-
     def sources_for(self, partition: str) -> list[dict]:
         """The registering entry of ``partition``, then the entries of its duplicates (same
         content under other paths, newest first); [] when the partition is not registered."""
