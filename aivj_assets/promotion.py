@@ -84,13 +84,18 @@ def weight_integrity(registry: Registry, version: str) -> list[Gate]:
     return _integrity(registry, version)[0]
 
 
+def _by_gates(run_id: str) -> str:
+    """Who a gate decision is recorded as made by."""
+    return f"gates (run {run_id})" if run_id else "gates"
+
+
 def record_integrity(settings: Settings, registry: Registry, version: str, gates: list[Gate], *, run_id: str) -> bool:
     """True when every integrity gate passed; otherwise ``version`` is rejected and the owner told
     (the run then ends as a normal outcome, so no failure alert would say it)."""
     reasons = [g.reason for g in gates if not g.passed]
     if not reasons:
         return True
-    registry.reject(version, reasons, by=f"gates (run {run_id})" if run_id else "gates")
+    registry.reject(version, reasons, by=_by_gates(run_id))
     stage = registry.get(version).get("stage") or "model"
     notify(settings, "gate_rejected", f"{stage} version {version} rejected: " + "; ".join(reasons),
            {"version": version, "run_id": run_id, "reasons": reasons})
@@ -176,10 +181,10 @@ def record_verdict(settings: Settings, registry: Registry, verdict: Verdict, *, 
         return
     if j.passed:
         if standing == "rejected":
-            registry.reopen(j.version, by=f"gates (run {run_id})" if run_id else "gates",
+            registry.reopen(j.version, by=_by_gates(run_id),
                             reason="judged again, it passed every blocking gate")
         return
-    registry.reject(j.version, j.reasons, by=f"gates (run {run_id})" if run_id else "gates")
+    registry.reject(j.version, j.reasons, by=_by_gates(run_id))
     write_report(settings, registry, j.version, "rejected")
     champion = verdict.champion or "none"
     notify(settings, "gate_rejected", f"model {j.version} rejected, champion {champion} kept: " + "; ".join(j.reasons),
