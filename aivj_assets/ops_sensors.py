@@ -60,6 +60,20 @@ def worker_alive(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
     return True  # no pid recorded (another launcher): leave it to run monitoring
 
 
+def fail_if_orphaned(instance: dg.DagsterInstance, run: dg.DagsterRun, message: str) -> dg.DagsterRun | None:
+    """Mark ``run`` failed when it is starting or started but its worker process is gone (it
+    died with its daemon: no launcher will ever finish it); the run as it is now, or None when
+    it is not an orphan. The run is read again before: it may have finished since it was listed."""
+    active = (dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED)
+    if run.status not in active or worker_alive(instance, run):
+        return None
+    now = instance.get_run_by_id(run.run_id)
+    if now is None or now.status not in active:
+        return None
+    instance.report_run_failed(now, message=message)
+    return instance.get_run_by_id(run.run_id) or now
+
+
 def mark_final_outcome(instance: dg.DagsterInstance, run_id: str, outcome: str) -> None:
     """Call from inside a run before it fails on purpose (e.g. ``"gate_rejected"``): the
     failure is then neither retried (``dagster/max_retries`` 0) nor alerted as a crash."""
@@ -228,15 +242,9 @@ def orphaned_training_runs(context: dg.SensorEvaluationContext) -> dg.SkipReason
         dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]))
     gone = []
     for run in runs:
-        if worker_alive(instance, run):
-            continue
-        # Read again: a run that finished and exited since the list was read is not an orphan.
-        now = instance.get_run_by_id(run.run_id)
-        if now is None or now.status not in (dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED):
-            continue
-        instance.report_run_failed(now, message="aivj: the training run's worker process is gone (was its daemon killed?)")
-        context.log.warning(f"training run {run.run_id} lost its worker: marked failed")
-        gone.append(run)
+        if fail_if_orphaned(instance, run, "aivj: the training run's worker process is gone (was its daemon killed?)"):
+            context.log.warning(f"training run {run.run_id} lost its worker: marked failed")
+            gone.append(run)
     return dg.SkipReason(f"{len(runs)} training runs in progress, {len(gone)} orphaned and marked failed")
 
 

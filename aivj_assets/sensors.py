@@ -15,7 +15,7 @@ import dagster as dg
 
 from aivj_assets.assets.raw_pairs import data_files, ingest_job, raw_pairs
 from aivj_assets.data.scan import scan_tick
-from aivj_assets.ops_sensors import OPS_SENSORS, worker_alive
+from aivj_assets.ops_sensors import OPS_SENSORS, fail_if_orphaned
 from aivj_assets.settings import load_settings
 
 RUN_KEY_TAG = "dagster/run_key"
@@ -37,11 +37,7 @@ def run_state(instance: dg.DagsterInstance, run_key: str) -> str | None:
     runs = instance.get_runs(filters=dg.RunsFilter(tags={RUN_KEY_TAG: run_key}), limit=1)
     if not runs:
         return None
-    run = runs[0]
-    if run.status in (dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED) and not worker_alive(instance, run):
-        # The worker died with its daemon (kill -9): no launcher will ever finish this run.
-        instance.report_run_failed(run, message="aivj: the run's worker process is gone")
-        run = instance.get_run_by_id(run.run_id) or run
+    run = fail_if_orphaned(instance, runs[0], "aivj: the run's worker process is gone") or runs[0]
     if run.status in _DEAD:
         if run.tags.get(WILL_RETRY_TAG) == "true" and AUTO_RETRY_TAG not in run.tags:
             return "active"  # Dagster's own run retry comes next, under the same run key
