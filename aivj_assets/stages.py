@@ -24,7 +24,6 @@ from aivj_assets.data.store import Store
 from aivj_assets.importance import TOP_FEATURES, permutation_importance
 from aivj_assets.registry import Registry
 from aivj_assets.settings import Settings, architecture_change, describe_change
-from aivj_assets.training.checkpoints import CheckpointManager
 from aivj_assets.training.dataset import PairTensors, elite_parts, tensors_from_table
 from aivj_assets.training.loop import TrainConfig, train
 from aivj_assets.training.model import build_model, load_state_dict
@@ -160,13 +159,7 @@ def _train_stage(settings: Settings, registry: Registry, *, stage: str, parent: 
     model = build_model(settings, data.audio_dim, data.preset_dim)
     if parent:
         model.load_state_dict(load_state_dict(registry.weights_path(parent)))
-    checkpoints = resumes or identity
-    state = CheckpointManager(settings.checkpoints_dir / stage, checkpoints).state() or {}
-    # A training of these checkpoints that finished on other data is done, not to be resumed:
-    # the new data starts a fresh one.
-    done_elsewhere = (state.get("identity") == checkpoints and state.get("status") == "finished"
-                      and state.get("manifest_hash") != data_hash)
-    config = TrainConfig.from_settings(settings, epochs=epochs, identity=checkpoints, resume=not done_elsewhere,
+    config = TrainConfig.from_settings(settings, epochs=epochs, identity=resumes or identity,
                                        checkpoint_dir=settings.checkpoints_dir / stage, manifest_hash=data_hash,
                                        restart_epoch_on_new_data=restart_epoch_on_new_data)
     result = train(model, data, val=val, elite=elite, config=config, control=control, log=log)

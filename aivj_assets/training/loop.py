@@ -165,6 +165,10 @@ class _Trainer:
                 raise FileNotFoundError(f"resume checkpoint {source} does not exist")
         elif cfg.resume:
             source = self.ckpt.latest()
+            state = self.ckpt.state() or {}
+            if source is not None and state.get("status") == "finished" and \
+                    state.get("manifest_hash", "") != cfg.manifest_hash:
+                source = None  # a training that finished on other data is done: this data starts afresh
         if source is not None:
             self._restore(source)
             self.resumed_from = source.stem
