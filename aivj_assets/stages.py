@@ -103,11 +103,9 @@ def _split_table(settings: Settings, table: pa.Table) -> tuple[pa.Table, pa.Tabl
 def training_row_count(settings: Settings, keys: list[str]) -> int:
     """Training rows in the stored partitions ``keys``, reading only their row hashes."""
     store = Store(settings)
-    total = 0
-    for key in keys:
-        table = pq.read_table(store.partition_path(key), columns=["row_hash"])
-        total += int(_split_masks(settings, table)[0].sum()) if table.num_rows else 0
-    return total
+    tables = [pq.read_table(store.partition_path(key), columns=["row_hash"]) for key in keys]
+    table = pa.concat_tables(tables) if tables else None
+    return int(_split_masks(settings, table)[0].sum()) if table is not None and table.num_rows else 0
 
 
 def corpus_split(settings: Settings, keys: list[str] | None = None) -> tuple[PairTensors, PairTensors]:
