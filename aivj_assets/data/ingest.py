@@ -14,7 +14,7 @@ from aivj_assets.data import drift
 from aivj_assets.data.contract import DataFileError, FileRows, read_pairs
 from aivj_assets.data.ledger import Ledger, now_iso
 from aivj_assets.data.split import hash_strings, row_hash_values
-from aivj_assets.data.store import Store, columns_table, transpose
+from aivj_assets.data.store import Store, rows_table
 from aivj_assets.settings import Settings
 
 
@@ -80,12 +80,11 @@ def ingest_partition(settings: Settings, key: str) -> IngestReport:
             store.write_failure(key, {**base, "reason": str(exc)})
             raise
         # The rest runs on two cores (NumPy, pyarrow and file I/O release the GIL). The helper
-        # transposes the vectors for the file layout, hashes half the rows, summarises them for
-        # drift, then measures drift and writes the quarantine. This thread hashes the other
-        # half, then writes the partition file, its footer holding the drift summary, and fsyncs
-        # it. The rename into place is last, so a partition file means a whole partition.
+        # hashes half the rows, summarises them for drift, then measures drift and writes the
+        # quarantine. This thread hashes the other half, then writes the partition file (the
+        # validated vectors as they are), its footer holding the drift summary, and fsyncs it.
+        # The rename into place is last, so a partition file means a whole partition.
         half = result.rows // 2
-        transposing = helper.submit(transpose, result.audio, result.preset)
         upper = helper.submit(row_hash_values, result.audio[half:], result.preset[half:], result.labels[half:])
         summarising = helper.submit(_summary, store, result)
         lower = row_hash_values(result.audio[:half], result.preset[:half], result.labels[:half])
@@ -93,7 +92,7 @@ def ingest_partition(settings: Settings, key: str) -> IngestReport:
                  "row_hash": hash_strings(np.concatenate([lower, upper.result()]))}
         meta = {**base, "rows": result.rows, "bad_rows": len(result.bad)}
         drifting = helper.submit(lambda: _drift_and_quarantine(store, key, result, summarising.result()))
-        flat = columns_table(transposing.result(), result.audio.shape[1], plain, meta)
+        flat = rows_table(result.audio, result.preset, plain, meta)
         staged = store.stage_partition(key, flat, summarising.result)
         try:
             drift_report, quarantine = drifting.result()  # its files are written before the commit

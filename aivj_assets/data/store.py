@@ -6,11 +6,13 @@ for a file that could not be read, ``quarantine/<key>.jsonl`` for bad rows,
 ``summaries/<key>.json`` caching the drift summary that each partition file also holds,
 ``corpus_summary.json`` caching their sum, ``elite_set.parquet`` and ``lineage.json``.
 
-A partition file keeps one plain float32 column per vector element (``audio[0]`` ...
-``preset[23]``) beside ``label``, ``weight``, ``pair_id`` and ``row_hash``: flat columns write
-and read about three times faster than Parquet list columns, which pay for repetition levels
-on every value. :meth:`Store.read_partitions` turns them back into :data:`PAIR_SCHEMA`; a
-partition stored with list columns by an earlier version reads as it is.
+A partition file keeps each vector column as fixed-size binary values: one value per row, the
+row's float32 vector in little-endian bytes, beside ``label``, ``weight``, ``pair_id`` and
+``row_hash``. Parquet list columns pay for repetition levels on every value, and one float
+column per element (the second layout) pays for 56 column writers and a transpose; a
+row-bytes column is the validated matrix written as it is, and read back as a view.
+:meth:`Store.read_partitions` turns every layout back into :data:`PAIR_SCHEMA`, so
+partitions stored by earlier versions (list columns, or one column per element) still read.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ from aivj_assets.settings import Settings
 
 META_KEY = b"aivj"
 DRIFT_KEY = b"aivj_drift"  # the partition's drift summary (drift.summarise), in the file's footer
-LAYOUT_KEY = b"aivj_layout"  # {"audio_dim", "preset_dim"}: the file holds one column per vector element
+LAYOUT_KEY = b"aivj_layout"  # {"audio_dim", "preset_dim", "vectors"}: how the vector columns are stored
+ROW_BYTES = "float32le-rows"  # layout["vectors"]: each row's vector as little-endian float32 bytes
+# (a layout without "vectors", written by the second version, has one float32 column per element)
 _PLAIN = ("label", "weight", "pair_id", "row_hash")
 
 
@@ -231,8 +235,7 @@ class Store:
 def file_table(table: pa.Table, meta: dict) -> pa.Table:
     """A PAIR_SCHEMA table in the partition file's layout, with ``meta`` in its schema metadata."""
     audio, preset = _matrix(table.column("audio")), _matrix(table.column("preset"))
-    plain = {c: table.column(c) for c in _PLAIN}
-    return columns_table(transpose(audio, preset), audio.shape[1], plain, meta)
+    return rows_table(audio, preset, {c: table.column(c) for c in _PLAIN}, meta)
 
 
 def _matrix(column: pa.ChunkedArray) -> np.ndarray:
@@ -245,50 +248,57 @@ def _matrix(column: pa.ChunkedArray) -> np.ndarray:
     return values[offsets[0] : offsets[0] + n * dim].reshape(n, dim)
 
 
-def transpose(audio: np.ndarray, preset: np.ndarray) -> np.ndarray:
-    """``[audio_dim + preset_dim, rows]`` float32: one contiguous row per vector element."""
-    out = np.empty((audio.shape[1] + preset.shape[1], audio.shape[0]), np.float32)
-    out[: audio.shape[1]] = audio.T
-    out[audio.shape[1] :] = preset.T
-    return out
-
-
-def columns_table(columns: np.ndarray, audio_dim: int, plain: dict, meta: dict) -> pa.Table:
-    """The partition file's table: :func:`transpose`'s rows as columns, beside ``plain``
-    (label, weight, pair_id and row_hash arrays), with ``meta`` in its schema metadata."""
-    preset_dim = columns.shape[0] - audio_dim
-    names = [f"audio[{i}]" for i in range(audio_dim)] + [f"preset[{j}]" for j in range(preset_dim)]
-    arrays = [pa.array(columns[j]) for j in range(len(names))]  # zero-copy views
+def rows_table(audio: np.ndarray, preset: np.ndarray, plain: dict, meta: dict) -> pa.Table:
+    """The partition file's table: the ``[rows, dim]`` float32 matrices as row-bytes columns
+    (views, no copy), beside ``plain`` (label, weight, pair_id and row_hash arrays), with
+    ``meta`` in its schema metadata."""
+    arrays = [_row_bytes(audio), _row_bytes(preset)]
     arrays += [pa.array(plain[c], PAIR_SCHEMA.field(c).type) if isinstance(plain[c], np.ndarray) else plain[c]
                for c in _PLAIN]
-    layout = json.dumps({"audio_dim": audio_dim, "preset_dim": preset_dim}).encode("utf-8")
-    # Every column but pair_id is required: Parquet then writes no definition levels, which
-    # halves the write time of the float columns.
+    layout = {"audio_dim": audio.shape[1], "preset_dim": preset.shape[1], "vectors": ROW_BYTES}
+    # Every column but pair_id is required: Parquet then writes no definition levels.
     schema = pa.schema(
-        [pa.field(name, pa.float32(), nullable=False) for name in names]
+        [pa.field(name, a.type, nullable=False) for name, a in zip(("audio", "preset"), arrays[:2], strict=True)]
         + [pa.field(f.name, f.type, nullable=f.name == "pair_id") for f in (PAIR_SCHEMA.field(c) for c in _PLAIN)],
-        metadata={LAYOUT_KEY: layout, META_KEY: json.dumps(meta, sort_keys=True).encode("utf-8")},
+        metadata={LAYOUT_KEY: json.dumps(layout).encode("utf-8"), META_KEY: json.dumps(meta, sort_keys=True).encode("utf-8")},
     )
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _row_bytes(matrix: np.ndarray) -> pa.FixedSizeBinaryArray:
+    """An ``[rows, dim]`` matrix as one fixed-size binary value per row (float32, little-endian)."""
+    n, dim = matrix.shape
+    # Parquet refuses a zero width; only a partition with no rows has no vector length.
+    width = 4 * dim if dim else 4
+    if not dim and n:
+        raise ValueError("rows with empty vectors cannot be stored")
+    data = np.ascontiguousarray(matrix, "<f4")
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), n, [None, pa.py_buffer(data)])
 
 
 def from_columns(table: pa.Table) -> pa.Table:
     """A partition file's table as PAIR_SCHEMA, whichever layout it was stored in; no metadata."""
     raw = (table.schema.metadata or {}).get(LAYOUT_KEY)
-    if raw is None:  # stored with list columns, by an earlier version
+    if raw is None:  # stored with list columns, by the first version
         return table.replace_schema_metadata(None)
-    dims = json.loads(raw)
+    layout = json.loads(raw)
     n = table.num_rows
 
     def matrix(prefix: str, dim: int) -> np.ndarray:
-        out = np.empty((n, dim), np.float32)
+        if layout.get("vectors") == ROW_BYTES:
+            arr = table.column(prefix).combine_chunks()
+            if n == 0:
+                return np.zeros((0, dim), np.float32)
+            values = np.frombuffer(arr.buffers()[1], "<f4", count=n * dim, offset=arr.offset * arr.type.byte_width)
+            return values.astype(np.float32, copy=False).reshape(n, dim)
+        out = np.empty((n, dim), np.float32)  # one column per element, by the second version
         for j in range(dim):
             out[:, j] = table.column(f"{prefix}[{j}]").to_numpy()
         return out
 
     return pa.table(
-        {"audio": fixed_lists(matrix("audio", dims["audio_dim"])),
-         "preset": fixed_lists(matrix("preset", dims["preset_dim"])),
+        {"audio": fixed_lists(matrix("audio", layout["audio_dim"])),
+         "preset": fixed_lists(matrix("preset", layout["preset_dim"])),
          **{c: table.column(c) for c in _PLAIN}},
         schema=PAIR_SCHEMA,
     )

@@ -1,4 +1,4 @@
-"""The store's partition files: flat float columns on disk, PAIR_SCHEMA rows back, old files still read."""
+"""The store's partition files: row-bytes vector columns on disk, PAIR_SCHEMA rows back, old files still read."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from aivj_assets.data.contract import PAIR_SCHEMA, build_table, read_pairs
-from aivj_assets.data.store import META_KEY, Store, file_table
+from aivj_assets.data.store import LAYOUT_KEY, META_KEY, Store, file_table
 from aivj_assets_tests.data.helpers import rows, write_jsonl
 
 
@@ -35,25 +35,42 @@ def test_a_partition_reads_back_as_the_rows_written(aivj_env):
     back = store.read_partitions(["k-1"])
     assert back.schema.equals(PAIR_SCHEMA) and back.equals(table)
     assert store.partition_meta("k-1") == {"content_hash": "abc", "rows": 40}
-    on_disk = pq.read_schema(store.partition_path("k-1"))
-    # One plain, required float32 column per vector element; only pair_id may be null.
-    assert on_disk.names[:2] == ["audio[0]", "audio[1]"] and "preset[23]" in on_disk.names and "audio" not in on_disk.names
-    assert on_disk.field("audio[5]").type == pa.float32() and not on_disk.field("audio[5]").nullable
-    assert on_disk.field("pair_id").nullable and not on_disk.field("row_hash").nullable
+    on_disk = pq.read_table(store.partition_path("k-1"))
+    # Each row's vector as its float32 bytes, in a required column; only pair_id may be null.
+    assert on_disk.schema.field("audio").type == pa.binary(4 * 32) and not on_disk.schema.field("audio").nullable
+    assert on_disk.schema.field("preset").type == pa.binary(4 * 24)
+    assert on_disk.column("preset")[3].as_py() == np.asarray(table.column("preset")[3].as_py(), "<f4").tobytes()
+    assert on_disk.schema.field("pair_id").nullable and not on_disk.schema.field("row_hash").nullable
     assert not list(store.raw_dir.glob(".*.tmp"))  # the staged temp file was renamed, not left behind
 
 
-def test_partitions_of_both_layouts_read_together(aivj_env):
-    """A partition stored with list columns (the first layout) still reads, beside a new one."""
+def _per_element_file(table: pa.Table, meta: dict) -> pa.Table:
+    """``table`` as the second version stored it: one float32 column per vector element."""
+    columns = {}
+    for name in ("audio", "preset"):
+        matrix = np.array(table.column(name).to_pylist(), np.float32)
+        columns.update({f"{name}[{j}]": pa.array(matrix[:, j]) for j in range(matrix.shape[1])})
+    columns.update({c: table.column(c) for c in ("label", "weight", "pair_id", "row_hash")})
+    layout = {"audio_dim": 32, "preset_dim": 24}
+    return pa.table(columns).replace_schema_metadata(
+        {LAYOUT_KEY: json.dumps(layout).encode(), META_KEY: json.dumps(meta).encode()})
+
+
+def test_partitions_of_every_layout_read_together(aivj_env):
+    """Partitions stored by earlier versions, with list columns (the first layout) or one
+    column per vector element (the second), still read, beside a new one."""
     store = Store(aivj_env)
-    old, new = _table(25, seed=1), _table(30, seed=2)
+    first, second, new = _table(25, seed=1), _table(20, seed=3), _table(30, seed=2)
     store.raw_dir.mkdir(parents=True)
-    pq.write_table(old.replace_schema_metadata({META_KEY: json.dumps({"content_hash": "old"}).encode()}),
-                   store.partition_path("a-old"))
-    store.write_partition("b-new", new, {"content_hash": "new"})
-    both = store.read_partitions()
-    assert both.schema.equals(PAIR_SCHEMA) and both.equals(pa.concat_tables([old, new]))
-    assert store.partition_meta("a-old") == {"content_hash": "old"}
+    pq.write_table(first.replace_schema_metadata({META_KEY: json.dumps({"content_hash": "first"}).encode()}),
+                   store.partition_path("a-first"))
+    pq.write_table(_per_element_file(second, {"content_hash": "second"}), store.partition_path("b-second"))
+    assert "audio[31]" in pq.read_schema(store.partition_path("b-second")).names
+    store.write_partition("c-new", new, {"content_hash": "new"})
+    every = store.read_partitions()
+    assert every.schema.equals(PAIR_SCHEMA) and every.equals(pa.concat_tables([first, second, new]))
+    assert store.partition_meta("a-first") == {"content_hash": "first"}
+    assert store.partition_meta("b-second") == {"content_hash": "second"}
 
 
 def test_an_empty_partition_round_trips(aivj_env):
