@@ -23,6 +23,37 @@ def test_hash_is_per_row_content_whatever_the_batch() -> None:
     assert row_hashes(audio[:0], preset[:0], labels[:0]) == []
 
 
+M64 = (1 << 64) - 1
+
+
+def _splitmix(h: int) -> int:
+    h = ((h ^ (h >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    h = ((h ^ (h >> 27)) * 0x94D049BB133111EB) & M64
+    return h ^ (h >> 31)
+
+
+def _reference_hash(audio: np.ndarray, preset: np.ndarray, label: int) -> str:
+    """The row hash as it is defined, one row in plain Python: every 32-bit word (float32 bits,
+    then the label) plus a key of its position and the vector lengths, mixed, summed, mixed."""
+    words = [*np.asarray(audio, "<f4").view("<u4").tolist(), *np.asarray(preset, "<f4").view("<u4").tolist(), int(label != 0)]
+    seed = (len(audio) << 20) ^ (len(preset) << 4)
+    total = sum(_splitmix(w + (_splitmix((j + 1) * 0x9E3779B97F4A7C15 & M64) ^ seed)) for j, w in enumerate(words))
+    return f"{_splitmix(total & M64):016x}"
+
+
+def test_hash_is_the_defined_function_and_never_changes() -> None:
+    """Stored partitions and every split rest on these values: the fast block-wise hash equals
+    the definition row by row (across its blocks, a short last block included), and two
+    pinned rows keep the values they have had since the first store."""
+    audio, preset, labels = _rows(2_500, seed=4)
+    fast = row_hashes(audio, preset, labels)
+    assert all(fast[i] == _reference_hash(audio[i], preset[i], labels[i]) for i in range(0, 2_500, 7))
+    assert fast[-1] == _reference_hash(audio[-1], preset[-1], labels[-1])
+    a, p = np.arange(32, dtype=np.float32) / 7, -np.arange(24, dtype=np.float32) / 3
+    assert row_hash(a, p, 1) == _reference_hash(a, p, 1) == "28229e836f7b967f"
+    assert row_hash(a[:3], p[:2], 0) == "5fcca6b5bf1d56ab"
+
+
 def test_hash_changes_with_label_order_and_vector_boundary() -> None:
     audio, preset, labels = _rows(3)
     base = row_hashes(audio, preset, labels)
