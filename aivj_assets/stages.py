@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from aivj_assets.data.split import validation_mask
 from aivj_assets.data.store import Store
@@ -102,10 +101,8 @@ def _split_table(settings: Settings, table: pa.Table) -> tuple[pa.Table, pa.Tabl
 
 def training_row_count(settings: Settings, keys: list[str]) -> int:
     """Training rows in the stored partitions ``keys``, reading only their row hashes."""
-    store = Store(settings)
-    tables = [pq.read_table(store.partition_path(key), columns=["row_hash"]) for key in keys]
-    table = pa.concat_tables(tables) if tables else None
-    return int(_split_masks(settings, table)[0].sum()) if table is not None and table.num_rows else 0
+    hashes = Store(settings).row_hashes(keys)
+    return int(_split_masks(settings, pa.table({"row_hash": hashes}))[0].sum()) if len(hashes) else 0
 
 
 def corpus_split(settings: Settings, keys: list[str] | None = None) -> tuple[PairTensors, PairTensors]:

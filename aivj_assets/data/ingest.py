@@ -13,7 +13,6 @@ import numpy as np
 from aivj_assets.data import drift
 from aivj_assets.data.contract import DataFileError, FileRows, read_pairs
 from aivj_assets.data.ledger import Ledger, now_iso
-from aivj_assets.data.split import hash_strings, row_hash_values
 from aivj_assets.data.store import Store, rows_table
 from aivj_assets.settings import Settings
 
@@ -80,16 +79,12 @@ def ingest_partition(settings: Settings, key: str) -> IngestReport:
             store.write_failure(key, {**base, "reason": str(exc)})
             raise
         # The rest runs on two cores (NumPy, pyarrow and file I/O release the GIL). The helper
-        # hashes half the rows, summarises them for drift, then measures drift and writes the
-        # quarantine. This thread hashes the other half, then writes the partition file (the
-        # validated vectors as they are), its footer holding the drift summary, and fsyncs it.
-        # The rename into place is last, so a partition file means a whole partition.
-        half = result.rows // 2
-        upper = helper.submit(row_hash_values, result.audio[half:], result.preset[half:], result.labels[half:])
+        # summarises the rows for drift, then measures drift and writes the quarantine. This
+        # thread writes the partition file (the validated vectors as they are; row hashes are
+        # computed when it is read), its footer holding the drift summary, and fsyncs it. The
+        # rename into place is last, so a partition file means a whole partition.
         summarising = helper.submit(_summary, store, result)
-        lower = row_hash_values(result.audio[:half], result.preset[:half], result.labels[:half])
-        plain = {"label": result.labels, "weight": result.weights, "pair_id": result.pair_ids,
-                 "row_hash": hash_strings(np.concatenate([lower, upper.result()]))}
+        plain = {"label": result.labels, "weight": result.weights, "pair_id": result.pair_ids}
         meta = {**base, "rows": result.rows, "bad_rows": len(result.bad)}
         drifting = helper.submit(lambda: _drift_and_quarantine(store, key, result, summarising.result()))
         flat = rows_table(result.audio, result.preset, plain, meta)

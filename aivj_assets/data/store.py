@@ -7,12 +7,15 @@ for a file that could not be read, ``quarantine/<key>.jsonl`` for bad rows,
 ``corpus_summary.json`` caching their sum, ``elite_set.parquet`` and ``lineage.json``.
 
 A partition file keeps each vector column as fixed-size binary values: one value per row, the
-row's float32 vector in little-endian bytes, beside ``label``, ``weight``, ``pair_id`` and
-``row_hash``. Parquet list columns pay for repetition levels on every value, and one float
-column per element (the second layout) pays for 56 column writers and a transpose; a
-row-bytes column is the validated matrix written as it is, and read back as a view.
+row's float32 vector in little-endian bytes, beside ``label``, ``weight`` and ``pair_id``.
+Parquet list columns pay for repetition levels on every value, and one float column per
+element (the second layout) pays for 56 column writers and a transpose; a row-bytes column is
+the validated matrix written as it is, and read back as a view. The row hash is not stored:
+it is a function of the row (:mod:`aivj_assets.data.split`), computed when the rows are read
+(4 ms per 17,000 rows), which spares every ingest that work and its bytes.
 :meth:`Store.read_partitions` turns every layout back into :data:`PAIR_SCHEMA`, so
-partitions stored by earlier versions (list columns, or one column per element) still read.
+partitions stored by earlier versions (list columns, or one column per element, both with a
+stored ``row_hash``) still read.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import pyarrow.parquet as pq
 from aivj_assets.data import drift
 from aivj_assets.data.atomic import commit, create_exclusive, stage, write_atomic, write_text_atomic
 from aivj_assets.data.contract import PAIR_SCHEMA, BadRow, fixed_lists
+from aivj_assets.data.split import row_hash_array
 from aivj_assets.settings import Settings
 
 META_KEY = b"aivj"
@@ -36,7 +40,7 @@ DRIFT_KEY = b"aivj_drift"  # the partition's drift summary (drift.summarise), in
 LAYOUT_KEY = b"aivj_layout"  # {"audio_dim", "preset_dim", "vectors"}: how the vector columns are stored
 ROW_BYTES = "float32le-rows"  # layout["vectors"]: each row's vector as little-endian float32 bytes
 # (a layout without "vectors", written by the second version, has one float32 column per element)
-_PLAIN = ("label", "weight", "pair_id", "row_hash")
+_PLAIN = ("label", "weight", "pair_id")  # stored as they are; an earlier layout also stored row_hash
 
 
 class Store:
@@ -98,6 +102,17 @@ class Store:
         keys = self.partitions() if keys is None else keys
         tables = [from_columns(pq.read_table(self.partition_path(k))) for k in keys]
         return pa.concat_tables(tables) if tables else PAIR_SCHEMA.empty_table()
+
+    def row_hashes(self, keys: list[str]) -> pa.ChunkedArray:
+        """The row hashes of partitions ``keys``, reading only the columns they need."""
+        chunks = []
+        for key in keys:
+            path = self.partition_path(key)
+            if "row_hash" in pq.read_schema(path).names:  # stored by an earlier layout
+                chunks.append(pq.read_table(path, columns=["row_hash"]).column("row_hash"))
+            else:
+                chunks.append(from_columns(pq.read_table(path, columns=["audio", "preset", "label"])).column("row_hash"))
+        return pa.chunked_array([c for chunk in chunks for c in chunk.chunks], pa.string())
 
     def manifest_hash(self, keys: list[str]) -> str:
         """Stable hash of the partition keys and their content hashes: the data a model saw."""
@@ -250,8 +265,8 @@ def _matrix(column: pa.ChunkedArray) -> np.ndarray:
 
 def rows_table(audio: np.ndarray, preset: np.ndarray, plain: dict, meta: dict) -> pa.Table:
     """The partition file's table: the ``[rows, dim]`` float32 matrices as row-bytes columns
-    (views, no copy), beside ``plain`` (label, weight, pair_id and row_hash arrays), with
-    ``meta`` in its schema metadata."""
+    (views, no copy), beside ``plain`` (label, weight and pair_id arrays), with ``meta`` in its
+    schema metadata."""
     arrays = [_row_bytes(audio), _row_bytes(preset)]
     arrays += [pa.array(plain[c], PAIR_SCHEMA.field(c).type) if isinstance(plain[c], np.ndarray) else plain[c]
                for c in _PLAIN]
@@ -277,7 +292,10 @@ def _row_bytes(matrix: np.ndarray) -> pa.FixedSizeBinaryArray:
 
 
 def from_columns(table: pa.Table) -> pa.Table:
-    """A partition file's table as PAIR_SCHEMA, whichever layout it was stored in; no metadata."""
+    """A partition file's table as PAIR_SCHEMA, whichever layout it was stored in; no metadata.
+
+    The table may lack ``weight`` and ``pair_id`` (a read of some columns); then so does the result.
+    """
     raw = (table.schema.metadata or {}).get(LAYOUT_KEY)
     if raw is None:  # stored with list columns, by the first version
         return table.replace_schema_metadata(None)
@@ -296,9 +314,11 @@ def from_columns(table: pa.Table) -> pa.Table:
             out[:, j] = table.column(f"{prefix}[{j}]").to_numpy()
         return out
 
-    return pa.table(
-        {"audio": fixed_lists(matrix("audio", layout["audio_dim"])),
-         "preset": fixed_lists(matrix("preset", layout["preset_dim"])),
-         **{c: table.column(c) for c in _PLAIN}},
-        schema=PAIR_SCHEMA,
-    )
+    audio, preset = matrix("audio", layout["audio_dim"]), matrix("preset", layout["preset_dim"])
+    if "row_hash" in table.column_names:  # stored by the second layout
+        row_hash = table.column("row_hash")
+    else:
+        row_hash = row_hash_array(audio, preset, table.column("label").to_numpy())
+    columns = {"audio": fixed_lists(audio), "preset": fixed_lists(preset),
+               **{c: table.column(c) for c in _PLAIN if c in table.column_names}, "row_hash": row_hash}
+    return pa.table(columns, schema=pa.schema([PAIR_SCHEMA.field(c) for c in columns]))

@@ -37,10 +37,13 @@ def test_a_partition_reads_back_as_the_rows_written(aivj_env):
     assert store.partition_meta("k-1") == {"content_hash": "abc", "rows": 40}
     on_disk = pq.read_table(store.partition_path("k-1"))
     # Each row's vector as its float32 bytes, in a required column; only pair_id may be null.
+    # The row hash is not stored: it is computed from the rows read back (and equals build_table's).
+    assert on_disk.column_names == ["audio", "preset", "label", "weight", "pair_id"]
     assert on_disk.schema.field("audio").type == pa.binary(4 * 32) and not on_disk.schema.field("audio").nullable
     assert on_disk.schema.field("preset").type == pa.binary(4 * 24)
     assert on_disk.column("preset")[3].as_py() == np.asarray(table.column("preset")[3].as_py(), "<f4").tobytes()
-    assert on_disk.schema.field("pair_id").nullable and not on_disk.schema.field("row_hash").nullable
+    assert on_disk.schema.field("pair_id").nullable and not on_disk.schema.field("label").nullable
+    assert store.row_hashes(["k-1"]).equals(table.column("row_hash"))
     assert not list(store.raw_dir.glob(".*.tmp"))  # the staged temp file was renamed, not left behind
 
 
@@ -69,6 +72,10 @@ def test_partitions_of_every_layout_read_together(aivj_env):
     store.write_partition("c-new", new, {"content_hash": "new"})
     every = store.read_partitions()
     assert every.schema.equals(PAIR_SCHEMA) and every.equals(pa.concat_tables([first, second, new]))
+    # The hashes alone: the stored column of the old layouts, computed for the new one.
+    assert store.row_hashes(["a-first", "b-second", "c-new"]).equals(every.column("row_hash"))
+    assert store.row_hashes(["c-new", "a-first"]).to_pylist() == (new.column("row_hash").to_pylist()
+                                                                  + first.column("row_hash").to_pylist())
     assert store.partition_meta("a-first") == {"content_hash": "first"}
     assert store.partition_meta("b-second") == {"content_hash": "second"}
 
