@@ -100,7 +100,7 @@ def _split_table(settings: Settings, table: pa.Table) -> tuple[pa.Table, pa.Tabl
 
 
 def training_row_count(settings: Settings, keys: list[str]) -> int:
-    """Training rows in the stored partitions ``keys``, reading only their row hashes."""
+    """Training rows in the stored partitions ``keys``, reading only their row hashes (:meth:`Store.row_hashes`)."""
     hashes = Store(settings).row_hashes(keys)
     return int(_split_masks(settings, pa.table({"row_hash": hashes}))[0].sum()) if len(hashes) else 0
 

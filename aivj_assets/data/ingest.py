@@ -13,7 +13,7 @@ import numpy as np
 from aivj_assets.data import drift
 from aivj_assets.data.contract import DataFileError, FileRows, read_pairs
 from aivj_assets.data.ledger import Ledger, now_iso
-from aivj_assets.data.store import Store, rows_table
+from aivj_assets.data.store import Store, new_file_id, rows_table
 from aivj_assets.settings import Settings
 
 
@@ -79,17 +79,20 @@ def ingest_partition(settings: Settings, key: str) -> IngestReport:
             store.write_failure(key, {**base, "reason": str(exc)})
             raise
         # The rest runs on two cores (NumPy, pyarrow and file I/O release the GIL). The helper
-        # summarises the rows for drift, then measures drift and writes the quarantine. This
-        # thread writes the partition file (the validated vectors as they are; row hashes are
-        # computed when it is read), its footer holding the drift summary, and fsyncs it. The
-        # rename into place is last, so a partition file means a whole partition.
+        # summarises the rows for drift, hashes them into the store's row-hash cache, then
+        # measures drift and writes the quarantine. This thread writes the partition file (the
+        # validated vectors as they are), its footer holding the drift summary, and fsyncs it.
+        # The rename into place is last, so a partition file means a whole partition.
+        file_id = new_file_id()
         summarising = helper.submit(_summary, store, result)
+        hashing = helper.submit(store.write_row_hashes, key, file_id, result.audio, result.preset, result.labels)
         plain = {"label": result.labels, "weight": result.weights, "pair_id": result.pair_ids}
-        meta = {**base, "rows": result.rows, "bad_rows": len(result.bad)}
+        meta = {**base, "rows": result.rows, "bad_rows": len(result.bad), "file_id": file_id}
         drifting = helper.submit(lambda: _drift_and_quarantine(store, key, result, summarising.result()))
         flat = rows_table(result.audio, result.preset, plain, meta)
         staged = store.stage_partition(key, flat, summarising.result)
         try:
+            hashing.result()
             drift_report, quarantine = drifting.result()  # its files are written before the commit
         except BaseException:
             staged.unlink(missing_ok=True)

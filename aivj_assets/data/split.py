@@ -50,7 +50,7 @@ def row_hash_values(audio: np.ndarray, preset: np.ndarray, labels: np.ndarray) -
     a = np.ascontiguousarray(audio, dtype="<f4").reshape(n, -1).view("<u4")
     p = np.ascontiguousarray(preset, dtype="<f4").reshape(n, -1).view("<u4")
     da, dp = a.shape[1], p.shape[1]
-    labels = np.asarray(labels) != 0
+    labels = (np.asarray(labels) != 0).reshape(n)
     with np.errstate(over="ignore"):
         # Each 32-bit word (the row's floats, then its label) is mixed with a key of its
         # position, the row's mixed words are summed, and the sum is mixed once more.

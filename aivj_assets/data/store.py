@@ -10,18 +10,25 @@ A partition file keeps each vector column as fixed-size binary values: one value
 row's float32 vector in little-endian bytes, beside ``label``, ``weight`` and ``pair_id``.
 Parquet list columns pay for repetition levels on every value, and one float column per
 element (the second layout) pays for 56 column writers and a transpose; a row-bytes column is
-the validated matrix written as it is, and read back as a view. The row hash is not stored:
-it is a function of the row (:mod:`aivj_assets.data.split`), computed when the rows are read
-(4 ms per 17,000 rows), which spares every ingest that work and its bytes.
-:meth:`Store.read_partitions` turns every layout back into :data:`PAIR_SCHEMA`, so
-partitions stored by earlier versions (list columns, or one column per element, both with a
-stored ``row_hash``) still read.
+the validated matrix written as it is, and read back as a view. :meth:`Store.read_partitions`
+turns every layout back into :data:`PAIR_SCHEMA`, so partitions stored by earlier versions
+(list columns, or one column per element) still read.
+
+The row hashes (:mod:`aivj_assets.data.split`) are not a column of the partition file, whose
+row group can only be written once they are known: the ingest computes them on its helper
+thread while the partition is written and fsynced, into ``row_hashes/<key>.bin``. That file is
+a cache, written without fsync and tied to its partition file by the random ``file_id`` in the
+file's ingest facts; when it is missing, torn or another file's, a read computes the hashes
+from the rows (4 ms per 17,000 rows) and caches them again. Earlier layouts store a
+``row_hash`` column, which is used as it is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,9 +37,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from aivj_assets.data import drift
-from aivj_assets.data.atomic import commit, create_exclusive, stage, write_atomic, write_text_atomic
+from aivj_assets.data.atomic import (
+    commit,
+    create_exclusive,
+    stage,
+    write_atomic,
+    write_bytes_atomic,
+    write_text_atomic,
+)
 from aivj_assets.data.contract import PAIR_SCHEMA, BadRow, fixed_lists
-from aivj_assets.data.split import row_hash_array
+from aivj_assets.data.split import hash_strings, row_hash_values
 from aivj_assets.settings import Settings
 
 META_KEY = b"aivj"
@@ -40,7 +54,8 @@ DRIFT_KEY = b"aivj_drift"  # the partition's drift summary (drift.summarise), in
 LAYOUT_KEY = b"aivj_layout"  # {"audio_dim", "preset_dim", "vectors"}: how the vector columns are stored
 ROW_BYTES = "float32le-rows"  # layout["vectors"]: each row's vector as little-endian float32 bytes
 # (a layout without "vectors", written by the second version, has one float32 column per element)
-_PLAIN = ("label", "weight", "pair_id")  # stored as they are; an earlier layout also stored row_hash
+_PLAIN = ("label", "weight", "pair_id")  # stored as they are; the earlier layouts also stored row_hash
+_ROW_HASHES_MAGIC = b"aivj row hashes 1\n"  # then the partition file's file_id, a newline, uint64le values
 
 
 class Store:
@@ -63,7 +78,7 @@ class Store:
 
     def write_partition(self, key: str, table: pa.Table, meta: dict) -> None:
         """Store partition ``key`` (a PAIR_SCHEMA table) atomically, with ``meta`` (source, hash, rows...)."""
-        self.commit_partition(key, self.stage_partition(key, file_table(table, meta)))
+        self.commit_partition(key, self.stage_partition(key, file_table(table, {**meta, "file_id": new_file_id()})))
 
     def stage_partition(self, key: str, flat: pa.Table, drift_summary: Callable[[], dict | None] = lambda: None) -> Path:
         """Write a :func:`file_table` into a durable temp file beside its place, not yet visible.
@@ -100,19 +115,68 @@ class Store:
     def read_partitions(self, keys: list[str] | None = None) -> pa.Table:
         """The rows of ``keys`` (all stored partitions if None) as one table."""
         keys = self.partitions() if keys is None else keys
-        tables = [from_columns(pq.read_table(self.partition_path(k))) for k in keys]
+        tables = []
+        for key in keys:
+            table = pq.ParquetFile(self.partition_path(key)).read()
+            tables.append(from_columns(table, self._hash_values(key, table)))
         return pa.concat_tables(tables) if tables else PAIR_SCHEMA.empty_table()
 
     def row_hashes(self, keys: list[str]) -> pa.ChunkedArray:
-        """The row hashes of partitions ``keys``, reading only the columns they need."""
+        """The row hashes of partitions ``keys``: from the cache or the stored column, without
+        reading the vectors unless the hashes must be computed."""
         chunks = []
         for key in keys:
-            path = self.partition_path(key)
-            if "row_hash" in pq.read_schema(path).names:  # stored by an earlier layout
-                chunks.append(pq.read_table(path, columns=["row_hash"]).column("row_hash"))
-            else:
-                chunks.append(from_columns(pq.read_table(path, columns=["audio", "preset", "label"])).column("row_hash"))
-        return pa.chunked_array([c for chunk in chunks for c in chunk.chunks], pa.string())
+            file = pq.ParquetFile(self.partition_path(key))  # opened once: the file may be replaced meanwhile
+            if "row_hash" in file.schema_arrow.names:  # stored by an earlier layout
+                chunks.extend(file.read(columns=["row_hash"]).column("row_hash").chunks)
+                continue
+            values = self._cached_hashes(key, _file_meta(file.schema_arrow).get("file_id"), file.metadata.num_rows)
+            if values is None:
+                values = self._hash_values(key, file.read(columns=["audio", "preset", "label"]))
+            chunks.append(hash_strings(values))
+        return pa.chunked_array(chunks, pa.string())
+
+    # --- row hashes (a cache beside each partition file) ---------------------------------
+    def row_hashes_path(self, key: str) -> Path:
+        return self.root / "row_hashes" / f"{key}.bin"
+
+    def write_row_hashes(self, key: str, file_id: str, audio: np.ndarray, preset: np.ndarray, labels: np.ndarray) -> None:
+        """Hash the rows of partition ``key``'s file ``file_id`` and cache the hashes."""
+        self._cache_hashes(key, file_id, row_hash_values(audio, preset, labels))
+
+    def _cache_hashes(self, key: str, file_id: str, values: np.ndarray) -> None:
+        self.row_hashes_path(key).parent.mkdir(parents=True, exist_ok=True)
+        payload = _ROW_HASHES_MAGIC + file_id.encode("ascii") + b"\n" + values.astype("<u8").tobytes()
+        write_bytes_atomic(self.row_hashes_path(key), payload, durable=False)
+
+    def _cached_hashes(self, key: str, file_id: str | None, rows: int) -> np.ndarray | None:
+        """The cached row hashes of partition ``key`` if they belong to its file ``file_id``, whole."""
+        if not file_id:
+            return None
+        try:
+            raw = self.row_hashes_path(key).read_bytes()
+        except OSError:
+            return None
+        head = _ROW_HASHES_MAGIC + file_id.encode("ascii") + b"\n"
+        if not raw.startswith(head) or len(raw) - len(head) != 8 * rows:
+            return None
+        return np.frombuffer(raw, "<u8", offset=len(head)).astype(np.uint64, copy=False)
+
+    def _hash_values(self, key: str, table: pa.Table) -> np.ndarray | None:
+        """The row hashes of partition ``key``'s file ``table`` (its rows, at least the vector and
+        label columns, with the file's metadata): None when the file stores them (an earlier
+        layout), else the cache, else computed and cached for the next read."""
+        if "row_hash" in table.column_names or LAYOUT_KEY not in (table.schema.metadata or {}):
+            return None
+        file_id = _file_meta(table.schema).get("file_id")
+        values = self._cached_hashes(key, file_id, table.num_rows)
+        if values is None:
+            audio, preset = _vectors(table)
+            values = row_hash_values(audio, preset, table.column("label").to_numpy())
+            if file_id:
+                with contextlib.suppress(OSError):  # a read-only store still reads
+                    self._cache_hashes(key, file_id, values)
+        return values
 
     def manifest_hash(self, keys: list[str]) -> str:
         """Stable hash of the partition keys and their content hashes: the data a model saw."""
@@ -291,15 +355,40 @@ def _row_bytes(matrix: np.ndarray) -> pa.FixedSizeBinaryArray:
     return pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), n, [None, pa.py_buffer(data)])
 
 
-def from_columns(table: pa.Table) -> pa.Table:
+def new_file_id() -> str:
+    """A random id for one partition file, in its ingest facts: caches derived from the file carry it."""
+    return uuid.uuid4().hex
+
+
+def _file_meta(schema: pa.Schema) -> dict:
+    return json.loads((schema.metadata or {}).get(META_KEY, b"{}"))
+
+
+def from_columns(table: pa.Table, row_hashes: np.ndarray | None = None) -> pa.Table:
     """A partition file's table as PAIR_SCHEMA, whichever layout it was stored in; no metadata.
 
-    The table may lack ``weight`` and ``pair_id`` (a read of some columns); then so does the result.
+    ``row_hashes`` (uint64, :func:`row_hash_values`) gives the row hashes of a file that does not
+    store them; without it they are computed. The table may lack ``weight`` and ``pair_id`` (a
+    read of some columns); then so does the result.
     """
-    raw = (table.schema.metadata or {}).get(LAYOUT_KEY)
-    if raw is None:  # stored with list columns, by the first version
+    if LAYOUT_KEY not in (table.schema.metadata or {}):  # stored with list columns, by the first version
         return table.replace_schema_metadata(None)
-    layout = json.loads(raw)
+    audio, preset = _vectors(table)
+    if "row_hash" in table.column_names:  # stored by the second layout
+        row_hash = table.column("row_hash")
+    else:
+        if row_hashes is None:
+            row_hashes = row_hash_values(audio, preset, table.column("label").to_numpy())
+        row_hash = hash_strings(row_hashes)
+    columns = {"audio": fixed_lists(audio), "preset": fixed_lists(preset),
+               **{c: table.column(c) for c in _PLAIN if c in table.column_names}, "row_hash": row_hash}
+    return pa.table(columns, schema=pa.schema([PAIR_SCHEMA.field(c) for c in columns]))
+
+
+def _vectors(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """The ``[rows, dim]`` float32 audio and preset matrices of a partition file of the second
+    or third layout (the row-bytes columns as views)."""
+    layout = json.loads(table.schema.metadata[LAYOUT_KEY])
     n = table.num_rows
 
     def matrix(prefix: str, dim: int) -> np.ndarray:
@@ -314,11 +403,4 @@ def from_columns(table: pa.Table) -> pa.Table:
             out[:, j] = table.column(f"{prefix}[{j}]").to_numpy()
         return out
 
-    audio, preset = matrix("audio", layout["audio_dim"]), matrix("preset", layout["preset_dim"])
-    if "row_hash" in table.column_names:  # stored by the second layout
-        row_hash = table.column("row_hash")
-    else:
-        row_hash = row_hash_array(audio, preset, table.column("label").to_numpy())
-    columns = {"audio": fixed_lists(audio), "preset": fixed_lists(preset),
-               **{c: table.column(c) for c in _PLAIN if c in table.column_names}, "row_hash": row_hash}
-    return pa.table(columns, schema=pa.schema([PAIR_SCHEMA.field(c) for c in columns]))
+    return matrix("audio", layout["audio_dim"]), matrix("preset", layout["preset_dim"])

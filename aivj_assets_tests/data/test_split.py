@@ -21,6 +21,7 @@ def test_hash_is_per_row_content_whatever_the_batch() -> None:
     assert pieces == whole
     assert row_hash(audio[42], preset[42], int(labels[42])) == whole[42]
     assert row_hashes(audio[:0], preset[:0], labels[:0]) == []
+    assert row_hashes(audio, preset, labels.reshape(-1, 1)) == whole  # a label column as a matrix
 
 
 M64 = (1 << 64) - 1

@@ -34,10 +34,12 @@ def test_a_partition_reads_back_as_the_rows_written(aivj_env):
     store.write_partition("k-1", table, {"content_hash": "abc", "rows": 40})
     back = store.read_partitions(["k-1"])
     assert back.schema.equals(PAIR_SCHEMA) and back.equals(table)
-    assert store.partition_meta("k-1") == {"content_hash": "abc", "rows": 40}
+    meta = store.partition_meta("k-1")
+    assert meta == {"content_hash": "abc", "rows": 40, "file_id": meta["file_id"]} and len(meta["file_id"]) == 32
     on_disk = pq.read_table(store.partition_path("k-1"))
     # Each row's vector as its float32 bytes, in a required column; only pair_id may be null.
-    # The row hash is not stored: it is computed from the rows read back (and equals build_table's).
+    # The row hashes are not a column of the file: the read computed them (they equal
+    # build_table's, above) and cached them beside it.
     assert on_disk.column_names == ["audio", "preset", "label", "weight", "pair_id"]
     assert on_disk.schema.field("audio").type == pa.binary(4 * 32) and not on_disk.schema.field("audio").nullable
     assert on_disk.schema.field("preset").type == pa.binary(4 * 24)
@@ -78,6 +80,50 @@ def test_partitions_of_every_layout_read_together(aivj_env):
                                                                   + first.column("row_hash").to_pylist())
     assert store.partition_meta("a-first") == {"content_hash": "first"}
     assert store.partition_meta("b-second") == {"content_hash": "second"}
+    assert not store.row_hashes_path("a-first").exists() and not store.row_hashes_path("b-second").exists()
+
+
+def test_row_hashes_come_from_the_ingest_cache_of_that_very_file(aivj_env, monkeypatch):
+    """The ingest hashes the rows beside the partition write into a cache tied to the file's
+    file_id; reads use it, and compute the hashes again when it is missing, torn or stale."""
+    from aivj_assets.data import split
+    from aivj_assets.data.ingest import ingest_partition
+    from aivj_assets.data.scan import scan_tick
+
+    path = write_jsonl(aivj_env.data_dir / "f.jsonl", rows(50))
+    [request] = scan_tick(aivj_env, 0).requests
+    ingest_partition(aivj_env, request.partition)
+    store, key = Store(aivj_env), request.partition
+    expected = read_pairs(path, path.read_bytes(), aivj_env, None).table
+    cache = store.row_hashes_path(key)
+    assert cache.read_bytes().startswith(b"aivj row hashes 1\n" + store.partition_meta(key)["file_id"].encode())
+
+    computed = []
+    original = split.row_hash_values
+    monkeypatch.setattr("aivj_assets.data.store.row_hash_values",
+                        lambda *a: computed.append(len(a[2])) or original(*a))
+    assert store.read_partitions([key]).equals(expected) and store.row_hashes([key]).equals(expected.column("row_hash"))
+    assert computed == []  # both came from the cache
+
+    for spoil in (lambda: cache.unlink(), lambda: cache.write_bytes(cache.read_bytes()[:-3]),  # lost, torn
+                  lambda: cache.write_bytes(cache.read_bytes().replace(b"hashes 1\n", b"hashes 1\n0", 1)[:-8])):  # another file's
+        spoil()
+        assert store.row_hashes([key]).equals(expected.column("row_hash")) and computed == [50]
+        assert store.read_partitions([key]).equals(expected) and computed == [50]  # cached again by the first read
+        computed.clear()
+
+    # A cache is trusted for the file it was made from, and only for it: the same key stored
+    # anew (a re-run) is another file, with another id.
+    tampered = bytearray(cache.read_bytes())
+    tampered[-8:] = bytes(8)
+    cache.write_bytes(bytes(tampered))
+    assert store.row_hashes([key])[-1].as_py() == "0" * 16  # what the cache says, for this file
+    old_id = store.partition_meta(key)["file_id"]
+    ingest_partition(aivj_env, key)
+    assert store.partition_meta(key)["file_id"] != old_id and computed == [50]  # the ingest hashed it
+    computed.clear()
+    cache.write_bytes(bytes(tampered))  # the old file's cache, back in place
+    assert store.row_hashes([key]).equals(expected.column("row_hash")) and computed == [50]
 
 
 def test_an_empty_partition_round_trips(aivj_env):
