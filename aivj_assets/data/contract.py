@@ -55,7 +55,7 @@ class FileRows:
     """The outcome of reading one file: normalised good rows, bad rows and what was seen.
 
     :attr:`table` (with the row hashes) is built on first use, so a caller that needs only
-    the arrays (the ingest, which hashes them beside its write) does not pay for it.
+    the arrays (the ingest: a partition's first read hashes its rows) does not pay for it.
     """
 
     audio: np.ndarray  # [n, audio_dim] float32, the good rows

@@ -79,20 +79,18 @@ def ingest_partition(settings: Settings, key: str) -> IngestReport:
             store.write_failure(key, {**base, "reason": str(exc)})
             raise
         # The rest runs on two cores (NumPy, pyarrow and file I/O release the GIL). The helper
-        # summarises the rows for drift, hashes them into the store's row-hash cache, then
-        # measures drift and writes the quarantine. This thread writes the partition file (the
-        # validated vectors as they are), its footer holding the drift summary, and fsyncs it.
-        # The rename into place is last, so a partition file means a whole partition.
-        file_id = new_file_id()
+        # summarises the rows for drift, then measures drift and writes the quarantine. This
+        # thread writes the partition file (the validated vectors as they are), its footer
+        # holding the drift summary, and fsyncs it. The rename into place is last, so a
+        # partition file means a whole partition. The row hashes are the first read's work
+        # (Store.row_hashes): nothing in the ingest needs them.
         summarising = helper.submit(_summary, store, result)
-        hashing = helper.submit(store.write_row_hashes, key, file_id, result.audio, result.preset, result.labels)
         plain = {"label": result.labels, "weight": result.weights, "pair_id": result.pair_ids}
-        meta = {**base, "rows": result.rows, "bad_rows": len(result.bad), "file_id": file_id}
+        meta = {**base, "rows": result.rows, "bad_rows": len(result.bad), "file_id": new_file_id()}
         drifting = helper.submit(lambda: _drift_and_quarantine(store, key, result, summarising.result()))
         flat = rows_table(result.audio, result.preset, plain, meta)
         staged = store.stage_partition(key, flat, summarising.result)
         try:
-            hashing.result()
             drift_report, quarantine = drifting.result()  # its files are written before the commit
         except BaseException:
             staged.unlink(missing_ok=True)

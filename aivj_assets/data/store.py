@@ -14,13 +14,12 @@ the validated matrix written as it is, and read back as a view. :meth:`Store.rea
 turns every layout back into :data:`PAIR_SCHEMA`, so partitions stored by earlier versions
 (list columns, or one column per element) still read.
 
-The row hashes (:mod:`aivj_assets.data.split`) are not a column of the partition file, whose
-row group can only be written once they are known: the ingest computes them on its helper
-thread while the partition is written and fsynced, into ``row_hashes/<key>.bin``. That file is
-a cache, written without fsync and tied to its partition file by the random ``file_id`` in the
-file's ingest facts; when it is missing, torn or another file's, a read computes the hashes
-from the rows (4 ms per 17,000 rows) and caches them again. Earlier layouts store a
-``row_hash`` column, which is used as it is.
+The row hashes (:mod:`aivj_assets.data.split`) are derived from the rows and needed only by
+training's splits, so the ingest does not compute them: the first read of a partition does
+(4 ms per 17,000 rows) and caches them in ``row_hashes/<key>.bin``, which later reads use. The
+cache is written without fsync and tied to its partition file by the random ``file_id`` in the
+file's ingest facts; when it is missing, torn or another file's, the next read computes the
+hashes again. Earlier layouts store a ``row_hash`` column, which is used as it is.
 """
 
 from __future__ import annotations
@@ -139,10 +138,6 @@ class Store:
     # --- row hashes (a cache beside each partition file) ---------------------------------
     def row_hashes_path(self, key: str) -> Path:
         return self.root / "row_hashes" / f"{key}.bin"
-
-    def write_row_hashes(self, key: str, file_id: str, audio: np.ndarray, preset: np.ndarray, labels: np.ndarray) -> None:
-        """Hash the rows of partition ``key``'s file ``file_id`` and cache the hashes."""
-        self._cache_hashes(key, file_id, row_hash_values(audio, preset, labels))
 
     def _cache_hashes(self, key: str, file_id: str, values: np.ndarray) -> None:
         self.row_hashes_path(key).parent.mkdir(parents=True, exist_ok=True)

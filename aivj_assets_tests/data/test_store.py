@@ -83,34 +83,37 @@ def test_partitions_of_every_layout_read_together(aivj_env):
     assert not store.row_hashes_path("a-first").exists() and not store.row_hashes_path("b-second").exists()
 
 
-def test_row_hashes_come_from_the_ingest_cache_of_that_very_file(aivj_env, monkeypatch):
-    """The ingest hashes the rows beside the partition write into a cache tied to the file's
-    file_id; reads use it, and compute the hashes again when it is missing, torn or stale."""
+def test_row_hashes_are_computed_once_and_cached_for_that_very_file(aivj_env, monkeypatch):
+    """The ingest leaves the row hashes to the first read, which caches them for the partition
+    file's file_id; later reads use the cache, and compute the hashes again when it is
+    missing, torn or another file's."""
     from aivj_assets.data import split
     from aivj_assets.data.ingest import ingest_partition
     from aivj_assets.data.scan import scan_tick
-
-    path = write_jsonl(aivj_env.data_dir / "f.jsonl", rows(50))
-    [request] = scan_tick(aivj_env, 0).requests
-    ingest_partition(aivj_env, request.partition)
-    store, key = Store(aivj_env), request.partition
-    expected = read_pairs(path, path.read_bytes(), aivj_env, None).table
-    cache = store.row_hashes_path(key)
-    assert cache.read_bytes().startswith(b"aivj row hashes 1\n" + store.partition_meta(key)["file_id"].encode())
 
     computed = []
     original = split.row_hash_values
     monkeypatch.setattr("aivj_assets.data.store.row_hash_values",
                         lambda *a: computed.append(len(a[2])) or original(*a))
+    path = write_jsonl(aivj_env.data_dir / "f.jsonl", rows(50))
+    [request] = scan_tick(aivj_env, 0).requests
+    ingest_partition(aivj_env, request.partition)
+    store, key = Store(aivj_env), request.partition
+    cache = store.row_hashes_path(key)
+    assert computed == [] and not cache.exists()  # not the ingest's work
+    expected = read_pairs(path, path.read_bytes(), aivj_env, None).table
+
+    assert store.read_partitions([key]).equals(expected) and computed == [50]
+    assert cache.read_bytes().startswith(b"aivj row hashes 1\n" + store.partition_meta(key)["file_id"].encode())
     assert store.read_partitions([key]).equals(expected) and store.row_hashes([key]).equals(expected.column("row_hash"))
-    assert computed == []  # both came from the cache
+    assert computed == [50]  # both from the cache
 
     for spoil in (lambda: cache.unlink(), lambda: cache.write_bytes(cache.read_bytes()[:-3]),  # lost, torn
                   lambda: cache.write_bytes(cache.read_bytes().replace(b"hashes 1\n", b"hashes 1\n0", 1)[:-8])):  # another file's
+        computed.clear()
         spoil()
         assert store.row_hashes([key]).equals(expected.column("row_hash")) and computed == [50]
         assert store.read_partitions([key]).equals(expected) and computed == [50]  # cached again by the first read
-        computed.clear()
 
     # A cache is trusted for the file it was made from, and only for it: the same key stored
     # anew (a re-run) is another file, with another id.
@@ -120,11 +123,9 @@ def test_row_hashes_come_from_the_ingest_cache_of_that_very_file(aivj_env, monke
     assert store.row_hashes([key])[-1].as_py() == "0" * 16  # what the cache says, for this file
     old_id = store.partition_meta(key)["file_id"]
     ingest_partition(aivj_env, key)
-    assert store.partition_meta(key)["file_id"] != old_id and computed == [50]  # the ingest hashed it
+    assert store.partition_meta(key)["file_id"] != old_id
     computed.clear()
-    cache.write_bytes(bytes(tampered))  # the old file's cache, back in place
     assert store.row_hashes([key]).equals(expected.column("row_hash")) and computed == [50]
-
 
 def test_an_empty_partition_round_trips(aivj_env):
     store = Store(aivj_env)
