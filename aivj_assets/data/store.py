@@ -4,7 +4,8 @@ Layout under ``settings.store_dir``: ``raw_pairs/<key>.parquet`` (with the inges
 its schema metadata, so the ledger can be rebuilt from the store), ``raw_pairs/<key>.failed.json``
 for a file that could not be read, ``quarantine/<key>.jsonl`` for bad rows,
 ``summaries/<key>.json`` caching the drift summary that each partition file also holds,
-``corpus_summary.json`` caching their sum, ``elite_set.parquet`` and ``lineage.json``.
+``corpus_summary.json`` caching their sum, ``row_hashes/<key>.bin`` caching each partition's
+row hashes, ``elite_set.parquet`` and ``lineage.json``.
 
 A partition file keeps each vector column as fixed-size binary values: one value per row, the
 row's float32 vector in little-endian bytes, beside ``label``, ``weight`` and ``pair_id``.
@@ -17,9 +18,11 @@ turns every layout back into :data:`PAIR_SCHEMA`, so partitions stored by earlie
 The row hashes (:mod:`aivj_assets.data.split`) are derived from the rows and needed only by
 training's splits, so the ingest does not compute them: the first read of a partition does
 (4 ms per 17,000 rows) and caches them in ``row_hashes/<key>.bin``, which later reads use. The
-cache is written without fsync and tied to its partition file by the random ``file_id`` in the
-file's ingest facts; when it is missing, torn or another file's, the next read computes the
-hashes again. Earlier layouts store a ``row_hash`` column, which is used as it is.
+cache is written without fsync, tied to its partition file by the random ``file_id`` in the
+file's ingest facts and checked by a BLAKE2b digest of its values (they decide which rows
+validate and which elite rows never train, so a cache a crash left at full length with stale
+blocks must not pass); when it is missing, torn, damaged or another file's, the next read
+computes the hashes again. Earlier layouts store a ``row_hash`` column, which is used as it is.
 """
 
 from __future__ import annotations
@@ -54,7 +57,8 @@ LAYOUT_KEY = b"aivj_layout"  # {"audio_dim", "preset_dim", "vectors"}: how the v
 ROW_BYTES = "float32le-rows"  # layout["vectors"]: each row's vector as little-endian float32 bytes
 # (a layout without "vectors", written by the second version, has one float32 column per element)
 _PLAIN = ("label", "weight", "pair_id")  # stored as they are; the earlier layouts also stored row_hash
-_ROW_HASHES_MAGIC = b"aivj row hashes 1\n"  # then the partition file's file_id, a newline, uint64le values
+_ROW_HASHES_MAGIC = b"aivj row hashes 1\n"  # then the partition file's file_id, a newline,
+# the 16-byte BLAKE2b digest of the values, and the values (uint64, little-endian)
 
 
 class Store:
@@ -76,7 +80,10 @@ class Store:
         return sorted(p.name[: -len(".parquet")] for p in self.raw_dir.glob("*.parquet"))
 
     def write_partition(self, key: str, table: pa.Table, meta: dict) -> None:
-        """Store partition ``key`` (a PAIR_SCHEMA table) atomically, with ``meta`` (source, hash, rows...)."""
+        """Store partition ``key`` (a PAIR_SCHEMA table) atomically, with ``meta`` (source, hash, rows...).
+
+        Its ``row_hash`` column is not stored: reads compute the row hashes from the rows.
+        """
         self.commit_partition(key, self.stage_partition(key, file_table(table, {**meta, "file_id": new_file_id()})))
 
     def stage_partition(self, key: str, flat: pa.Table, drift_summary: Callable[[], dict | None] = lambda: None) -> Path:
@@ -141,11 +148,12 @@ class Store:
 
     def _cache_hashes(self, key: str, file_id: str, values: np.ndarray) -> None:
         self.row_hashes_path(key).parent.mkdir(parents=True, exist_ok=True)
-        payload = _ROW_HASHES_MAGIC + file_id.encode("ascii") + b"\n" + values.astype("<u8").tobytes()
+        body = values.astype("<u8").tobytes()
+        payload = _ROW_HASHES_MAGIC + file_id.encode("ascii") + b"\n" + _digest(body) + body
         write_bytes_atomic(self.row_hashes_path(key), payload, durable=False)
 
     def _cached_hashes(self, key: str, file_id: str | None, rows: int) -> np.ndarray | None:
-        """The cached row hashes of partition ``key`` if they belong to its file ``file_id``, whole."""
+        """The cached row hashes of partition ``key`` if they are its file ``file_id``'s, intact."""
         if not file_id:
             return None
         try:
@@ -153,9 +161,10 @@ class Store:
         except OSError:
             return None
         head = _ROW_HASHES_MAGIC + file_id.encode("ascii") + b"\n"
-        if not raw.startswith(head) or len(raw) - len(head) != 8 * rows:
+        body = memoryview(raw)[len(head) + _DIGEST_BYTES :]
+        if not raw.startswith(head) or len(body) != 8 * rows or raw[len(head) : len(head) + _DIGEST_BYTES] != _digest(body):
             return None
-        return np.frombuffer(raw, "<u8", offset=len(head)).astype(np.uint64, copy=False)
+        return np.frombuffer(body, "<u8").astype(np.uint64, copy=False)
 
     def _hash_values(self, key: str, table: pa.Table) -> np.ndarray | None:
         """The row hashes of partition ``key``'s file ``table`` (its rows, at least the vector and
@@ -350,6 +359,13 @@ def _row_bytes(matrix: np.ndarray) -> pa.FixedSizeBinaryArray:
     return pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), n, [None, pa.py_buffer(data)])
 
 
+_DIGEST_BYTES = 16
+
+
+def _digest(body: bytes | memoryview) -> bytes:
+    return hashlib.blake2b(body, digest_size=_DIGEST_BYTES).digest()
+
+
 def new_file_id() -> str:
     """A random id for one partition file, in its ingest facts: caches derived from the file carry it."""
     return uuid.uuid4().hex
@@ -369,7 +385,7 @@ def from_columns(table: pa.Table, row_hashes: np.ndarray | None = None) -> pa.Ta
     if LAYOUT_KEY not in (table.schema.metadata or {}):  # stored with list columns, by the first version
         return table.replace_schema_metadata(None)
     audio, preset = _vectors(table)
-    if "row_hash" in table.column_names:  # stored by the second layout
+    if "row_hash" in table.column_names:  # stored by an earlier layout
         row_hash = table.column("row_hash")
     else:
         if row_hashes is None:
