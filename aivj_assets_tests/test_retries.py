@@ -55,7 +55,8 @@ def test_failing_run_is_retried_three_times_then_alerted_once(aivj_env, tmp_path
         with dg.DagsterInstance.get() as instance:
             def all_failed():
                 runs = instance.get_runs(dg.RunsFilter(job_name="doomed"))
-                done = [r for r in runs if r.status == dg.DagsterRunStatus.FAILURE]
+                # Dagster stores a failed run's status first and its will_retry tag just after.
+                done = [r for r in runs if r.status == dg.DagsterRunStatus.FAILURE and "dagster/will_retry" in r.tags]
                 return runs if len(runs) == 4 and len(done) == 4 else None
 
             runs = _wait_for(all_failed, 240, "the first run and its 3 retries to fail", daemon, log)
