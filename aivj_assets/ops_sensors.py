@@ -31,6 +31,7 @@ TRAINING_TAG = "aivj/training"  # jobs.TRAINING_TAGS; not imported: jobs imports
 MAX_COMMANDS_PER_TICK = 20
 COMMANDS_SECONDS_PER_TICK = 30.0
 STARTING_GRACE_SECONDS = 30.0  # a healthy launch records its worker pid within seconds
+RETRY_DECISION_SECONDS = 2.0  # Dagster tags a failed run will_retry moments after its status
 
 
 def worker_alive(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
@@ -72,6 +73,27 @@ def fail_if_orphaned(instance: dg.DagsterInstance, run: dg.DagsterRun, message: 
         return None
     instance.report_run_failed(now, message=message)
     return instance.get_run_by_id(run.run_id) or now
+
+
+def with_retry_decision(instance: dg.DagsterInstance, run: dg.DagsterRun) -> dg.DagsterRun:
+    """``run`` once Dagster has decided whether it retries it.
+
+    With run retries on, Dagster stores a failed run's FAILURE status and only then its
+    ``dagster/will_retry`` tag, so a reader in between would take a run about to be retried
+    for one that failed for good (the data sensor would request it again beside Dagster's own
+    retry; the alert would go out early). A failure without the tag is read again for up to
+    RETRY_DECISION_SECONDS after it ended; an older one never gets a tag.
+    """
+    if run.status != dg.DagsterRunStatus.FAILURE or WILL_RETRY_TAG in run.tags or not instance.run_retries_enabled:
+        return run
+    record = instance.get_run_record_by_id(run.run_id)
+    ended = record.end_time if record is not None and record.end_time else time.time()
+    while time.time() < ended + RETRY_DECISION_SECONDS:
+        time.sleep(0.05)
+        now = instance.get_run_by_id(run.run_id)
+        if now is None or WILL_RETRY_TAG in now.tags:
+            return now or run
+    return run
 
 
 def mark_final_outcome(instance: dg.DagsterInstance, run_id: str, outcome: str) -> None:
@@ -174,7 +196,7 @@ def _logs_location(instance: dg.DagsterInstance, run_id: str) -> str:
                        description="Alerts once a run has failed for good (after its retries).")
 def run_failure_alert(context: dg.RunFailureSensorContext) -> None:
     """Alert with the error summary and where the logs are, unless a retry is coming."""
-    run = context.dagster_run
+    run = with_retry_decision(context.instance, context.dagster_run)
     if run.tags.get(WILL_RETRY_TAG) == "true":
         context.log.info(f"run {run.run_id} failed; the daemon will retry it")
         return

@@ -15,7 +15,7 @@ import dagster as dg
 
 from aivj_assets.assets.raw_pairs import data_files, ingest_job, raw_pairs
 from aivj_assets.data.scan import scan_tick
-from aivj_assets.ops_sensors import OPS_SENSORS, fail_if_orphaned
+from aivj_assets.ops_sensors import OPS_SENSORS, fail_if_orphaned, with_retry_decision
 from aivj_assets.settings import load_settings
 
 RUN_KEY_TAG = "dagster/run_key"
@@ -38,6 +38,7 @@ def run_state(instance: dg.DagsterInstance, run_key: str) -> str | None:
     if not runs:
         return None
     run = fail_if_orphaned(instance, runs[0], "aivj: the run's worker process is gone") or runs[0]
+    run = with_retry_decision(instance, run)
     if run.status in _DEAD:
         if run.tags.get(WILL_RETRY_TAG) == "true" and AUTO_RETRY_TAG not in run.tags:
             return "active"  # Dagster's own run retry comes next, under the same run key

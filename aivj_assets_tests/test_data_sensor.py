@@ -100,6 +100,34 @@ def test_a_started_run_whose_worker_is_gone_counts_as_dead(aivj_env, dagster_ins
     assert run_state(dagster_instance, "k-3") == "active"
 
 
+def _fail_without_retry_decision(instance, run) -> None:
+    """What Dagster's run storage holds between its two writes of a failure: the FAILURE
+    status (and end time), not yet the will_retry tag."""
+    instance.run_storage.handle_run_event(
+        run.run_id, dg.DagsterEvent(dg.DagsterEventType.RUN_FAILURE.value, job_name=run.job_name))
+
+
+def test_a_failure_is_judged_once_dagster_has_decided_on_its_retry(aivj_env, dagster_instance, monkeypatch):
+    import threading
+
+    import aivj_assets.ops_sensors as ops_sensors
+
+    # Caught between the status and the tag: the sensor waits for the tag, and leaves a run
+    # that Dagster retries to Dagster (without the wait it would request it again itself).
+    run = _run_with_key(dagster_instance, "k-6")
+    _fail_without_retry_decision(dagster_instance, run)
+    assert "dagster/will_retry" not in dagster_instance.get_run_by_id(run.run_id).tags
+    tagger = threading.Timer(0.3, dagster_instance.add_run_tags, (run.run_id, {"dagster/will_retry": "true"}))
+    tagger.start()
+    assert run_state(dagster_instance, "k-6") == "active"
+    tagger.join()
+    # A failure that never gets the tag is dead once the decision time has passed.
+    monkeypatch.setattr(ops_sensors, "RETRY_DECISION_SECONDS", 0.3)
+    lost = _run_with_key(dagster_instance, "k-7")
+    _fail_without_retry_decision(dagster_instance, lost)
+    assert run_state(dagster_instance, "k-7") == "dead"
+
+
 def test_a_run_that_never_reported_its_worker_is_dead_after_the_grace(aivj_env, dagster_instance, monkeypatch):
     import aivj_assets.ops_sensors as ops_sensors
 
