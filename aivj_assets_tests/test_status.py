@@ -78,3 +78,22 @@ def test_aivj_status_command_prints_it(aivj_env):
     )
     assert out.returncode == 0, out.stderr
     lines_by_label(out.stdout.strip())
+
+
+def test_training_progress_shows_an_eta_only_while_a_training_run_is_active(aivj_env, dagster_instance):
+    from aivj_assets.resources.control import progress_path
+
+    progress_path(aivj_env).parent.mkdir(parents=True, exist_ok=True)
+    progress_path(aivj_env).write_text(
+        '{"step": 120, "total_steps": 400, "samples": 61440, "eta_seconds": 720, "at": "2026-12-07T02:10:00+00:00"}')
+    # The run that wrote it has ended (none is active): the last figures, no ETA.
+    assert lines_by_label(format_status(aivj_env))["training"] == (
+        "none running (the last run reported step 120/400, 61,440 samples at 2026-12-07T02:10:00+00:00)")
+    # A training run is active: its progress, with the ETA.
+    job = dg.define_asset_job("nightly_like", selection=[tiny_step]).resolve(
+        asset_graph=dg.Definitions(assets=[tiny_step]).resolve_asset_graph())
+    run = dagster_instance.create_run_for_job(job_def=job, tags={"aivj/training": "true"})
+    dagster_instance.report_dagster_event(dg.DagsterEvent(dg.DagsterEventType.RUN_START.value, job_name=run.job_name),
+                                          run_id=run.run_id)
+    assert lines_by_label(format_status(aivj_env))["training"] == (
+        "step 120/400, 61,440 samples, ETA 12 min (at 2026-12-07T02:10:00+00:00)")
