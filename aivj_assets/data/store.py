@@ -136,9 +136,10 @@ class Store:
             if "row_hash" in file.schema_arrow.names:  # stored by an earlier layout
                 chunks.extend(file.read(columns=["row_hash"]).column("row_hash").chunks)
                 continue
-            values = self._cached_hashes(key, _file_meta(file.schema_arrow).get("file_id"), file.metadata.num_rows)
+            file_id = _file_meta(file.schema_arrow).get("file_id")
+            values = self._cached_hashes(key, file_id, file.metadata.num_rows)
             if values is None:
-                values = self._hash_values(key, file.read(columns=["audio", "preset", "label"]))
+                values = self._compute_hashes(key, file_id, file.read(columns=["audio", "preset", "label"]))
             chunks.append(hash_strings(values))
         return pa.chunked_array(chunks, pa.string())
 
@@ -174,12 +175,15 @@ class Store:
             return None
         file_id = _file_meta(table.schema).get("file_id")
         values = self._cached_hashes(key, file_id, table.num_rows)
-        if values is None:
-            audio, preset = _vectors(table)
-            values = row_hash_values(audio, preset, table.column("label").to_numpy())
-            if file_id:
-                with contextlib.suppress(OSError):  # a read-only store still reads
-                    self._cache_hashes(key, file_id, values)
+        return values if values is not None else self._compute_hashes(key, file_id, table)
+
+    def _compute_hashes(self, key: str, file_id: str | None, table: pa.Table) -> np.ndarray:
+        """Hash the rows of partition ``key``'s file ``table`` and cache them for ``file_id``."""
+        audio, preset = _vectors(table)
+        values = row_hash_values(audio, preset, table.column("label").to_numpy())
+        if file_id:
+            with contextlib.suppress(OSError):  # a read-only store still reads
+                self._cache_hashes(key, file_id, values)
         return values
 
     def manifest_hash(self, keys: list[str]) -> str:
@@ -375,25 +379,18 @@ def _file_meta(schema: pa.Schema) -> dict:
     return json.loads((schema.metadata or {}).get(META_KEY, b"{}"))
 
 
-def from_columns(table: pa.Table, row_hashes: np.ndarray | None = None) -> pa.Table:
+def from_columns(table: pa.Table, row_hashes: np.ndarray | None) -> pa.Table:
     """A partition file's table as PAIR_SCHEMA, whichever layout it was stored in; no metadata.
 
-    ``row_hashes`` (uint64, :func:`row_hash_values`) gives the row hashes of a file that does not
-    store them; without it they are computed. The table may lack ``weight`` and ``pair_id`` (a
-    read of some columns); then so does the result.
+    ``row_hashes`` (uint64, :meth:`Store._hash_values`) are the row hashes of a file that does
+    not store them; None for a file that does.
     """
     if LAYOUT_KEY not in (table.schema.metadata or {}):  # stored with list columns, by the first version
         return table.replace_schema_metadata(None)
     audio, preset = _vectors(table)
-    if "row_hash" in table.column_names:  # stored by an earlier layout
-        row_hash = table.column("row_hash")
-    else:
-        if row_hashes is None:
-            row_hashes = row_hash_values(audio, preset, table.column("label").to_numpy())
-        row_hash = hash_strings(row_hashes)
-    columns = {"audio": fixed_lists(audio), "preset": fixed_lists(preset),
-               **{c: table.column(c) for c in _PLAIN if c in table.column_names}, "row_hash": row_hash}
-    return pa.table(columns, schema=pa.schema([PAIR_SCHEMA.field(c) for c in columns]))
+    row_hash = table.column("row_hash") if row_hashes is None else hash_strings(row_hashes)
+    return pa.table({"audio": fixed_lists(audio), "preset": fixed_lists(preset),
+                     **{c: table.column(c) for c in _PLAIN}, "row_hash": row_hash}, schema=PAIR_SCHEMA)
 
 
 def _vectors(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
