@@ -15,7 +15,6 @@ from pathlib import Path
 from aivj_assets.settings import Settings
 
 SHOWN_PARTITIONS = 3  # partition keys named on the line; the rest are counted
-TRAINING_TAG = "aivj/training"  # jobs.TRAINING_TAGS; not imported: jobs imports Dagster and the assets
 
 
 def _part(label: str, read: Callable[[], str]) -> str:
@@ -77,17 +76,16 @@ def _has_instance(settings: Settings) -> bool:
     return (home / "dagster.yaml").is_file() or (home / "storage").is_dir()
 
 
-def _active_runs(settings: Settings, limit: int, tags: dict[str, str] | None = None) -> list:
+def _active_runs(instance, limit: int, tags: dict[str, str] | None = None) -> list:
     """Records of runs queued, starting, started or canceling (newest first)."""
     import dagster as dg
 
-    with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
-        return list(instance.get_run_records(
-            filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING,
-                                            dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.CANCELING],
-                                  tags=tags or {}),
-            limit=limit,
-        ))
+    return list(instance.get_run_records(
+        filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING,
+                                        dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.CANCELING],
+                              tags=tags or {}),
+        limit=limit,
+    ))
 
 
 def _runs(settings: Settings) -> str:
@@ -96,8 +94,8 @@ def _runs(settings: Settings) -> str:
         return f"unknown (no Dagster instance at {home}; `aivj up` or `aivj demo` creates it)"
     import dagster as dg
 
-    active = _active_runs(settings, 5)
     with dg.DagsterInstance.from_config(str(home)) as instance:
+        active = _active_runs(instance, 5)
         records = active or instance.get_run_records(limit=1)
         if not records:
             return f"none yet (instance {home})"
@@ -119,8 +117,14 @@ def _progress(settings: Settings) -> str:
         return "no training progress recorded"
     at = progress.get("at", "?")
     # The progress file outlives its run: an ETA is shown only while a training run is active.
-    if _has_instance(settings) and not _active_runs(settings, 1, {TRAINING_TAG: "true"}):
-        return f"none running (the last run reported {describe_progress({**progress, 'eta_seconds': None})} at {at})"
+    if _has_instance(settings):
+        import dagster as dg
+
+        from aivj_assets.ops_sensors import TRAINING_TAG
+
+        with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+            if not _active_runs(instance, 1, {TRAINING_TAG: "true"}):
+                return f"none running (the last run reported {describe_progress({**progress, 'eta_seconds': None})} at {at})"
     return f"{describe_progress(progress)} (at {at})"
 
 
