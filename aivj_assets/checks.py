@@ -15,20 +15,26 @@ import dagster as dg
 from dagster import AssetCheckExecutionContext
 
 from aivj_assets.assets.raw_pairs import RAW_PAIRS_CHECKS
+from aivj_assets.judging import Gate
 from aivj_assets.registry import Registry
+from aivj_assets.resources.wiring import NotifierResource, run_log_excerpt
 from aivj_assets.settings import load_settings
 
 # (name, blocking, description): the order in which the gate step reports them.
 MODEL_GATES = (
     ("weights_finite", True, "every weight is a finite number"),
     ("weights_match_registry", True, "the weights file has the sha256 the registry recorded"),
-    ("elite_accuracy", True, "accuracy on the held-out elite judging part >= elite_min_accuracy"),
-    ("val_accuracy", True, "validation accuracy >= val_min_accuracy"),
-    ("beats_champion", True, "elite > champion x beat_elite_factor and val > champion's, on the same rows; "
-                             "metadata has the exact McNemar test"),
-    ("val_loss_rising", False, "validation loss rose val_loss_rise_epochs epochs in a row"),
-    ("loss_oscillation", False, "an epoch's validation loss rose more than loss_change_max"),
-    ("val_accuracy_drop", False, "validation accuracy more than val_drop_alert below the previous version's"),
+    ("elite_accuracy", True, "accuracy on the held-out elite judging part >= elite_min_accuracy (Wilson 95% "
+                             "interval in the metadata)"),
+    ("val_accuracy", True, "accuracy on the gate rows >= val_min_accuracy (Wilson 95% interval in the metadata)"),
+    ("beats_champion", True, "significantly better than the champion on the gate rows: exact one-sided McNemar "
+                             "p <= promote_alpha (beat_rule=elite_ratio: the seed's elite x factor rule)"),
+    ("elite_not_worse", True, "not significantly worse than the champion on the elite judging rows"),
+    ("val_loss_rising", False, "the selection rows' loss rose val_loss_rise_epochs epochs in a row"),
+    ("loss_oscillation", False, "an epoch's selection loss rose more than loss_change_max"),
+    ("val_accuracy_drop", False, "gate accuracy more than val_drop_alert below the champion's on the same rows"),
+    ("calibration", False, "expected calibration error (15 bins) on the gate rows <= max_ece"),
+    ("slices", False, "no source file with slice_min_rows gate rows loses more than slice_max_drop points"),
 )
 INTEGRITY_GATES = MODEL_GATES[:2]
 
@@ -39,9 +45,15 @@ def _meta_value(value: Any) -> Any:
     return value if isinstance(value, int | float | str | bool) or value is None else str(value)
 
 
-def _result(asset: str, gate, version: str) -> dg.AssetCheckResult:
-    metadata = {"version": version, "value": _meta_value(gate.value), "bound": _meta_value(gate.bound)}
-    metadata.update({k: _meta_value(v) for k, v in gate.detail.items()})
+def _result(asset: str, gate: Gate, version: str) -> dg.AssetCheckResult:
+    metadata: dict[str, Any] = {"version": version, "value": _meta_value(gate.value), "bound": _meta_value(gate.bound)}
+    if gate.candidate is not None:
+        metadata["candidate"] = _meta_value(gate.candidate)
+    if gate.champion is not None:
+        metadata["champion"] = _meta_value(gate.champion)
+    if gate.interval is not None:
+        metadata["interval_95"] = f"[{gate.interval[0]:.4f}, {gate.interval[1]:.4f}]"
+    metadata.update({k: dg.MetadataValue.md(v) if k == "table" else _meta_value(v) for k, v in gate.detail.items()})
     return dg.AssetCheckResult(
         asset_key=asset, check_name=gate.name, passed=gate.passed, description=gate.description,
         severity=dg.AssetCheckSeverity.ERROR if gate.blocking else dg.AssetCheckSeverity.WARN, metadata=metadata)
@@ -61,13 +73,16 @@ def candidate_gates(asset: str) -> dg.AssetChecksDefinition:
 
     @dg.multi_asset_check(name=f"{asset}_gates", specs=specs, ins={"version": dg.AssetIn(asset)},
                           description=f"Quality gates of {asset}: blocking ones decide promotion.")
-    def gates(context: AssetCheckExecutionContext, version: str) -> Iterator[dg.AssetCheckResult]:
+    def gates(context: AssetCheckExecutionContext, version: str,
+              notifier: NotifierResource) -> Iterator[dg.AssetCheckResult]:
         from aivj_assets.promotion import judge_candidate, record_verdict
 
         settings = load_settings()
         registry = Registry(settings.models_dir)
-        verdict = judge_candidate(settings, registry, version)
-        record_verdict(settings, registry, verdict, run_id=context.run.run_id)
+        verdict = judge_candidate(settings, registry, version, log=context.log.info)
+        context.log.info(f"{version}: {verdict.judgement.summary}")
+        record_verdict(settings, registry, verdict, run_id=context.run.run_id, notify=notifier.notify,
+                       log_excerpt=run_log_excerpt(context.instance, context.run.run_id))
         if not verdict.judgement.passed:
             _mark_rejected(context)  # before the failing results: the run's failure is a normal outcome
         for gate in verdict.judgement.gates:
@@ -83,13 +98,15 @@ def integrity_gates(asset: str) -> dg.AssetChecksDefinition:
 
     @dg.multi_asset_check(name=f"{asset}_integrity", specs=specs, ins={"version": dg.AssetIn(asset)},
                           description=f"Integrity of {asset}'s registered weights.")
-    def integrity(context: AssetCheckExecutionContext, version: str) -> Iterator[dg.AssetCheckResult]:
+    def integrity(context: AssetCheckExecutionContext, version: str,
+                  notifier: NotifierResource) -> Iterator[dg.AssetCheckResult]:
         from aivj_assets.promotion import record_integrity, weight_integrity
 
         settings = load_settings()
         registry = Registry(settings.models_dir)
         gates = weight_integrity(registry, version)
-        if not record_integrity(settings, registry, version, gates, run_id=context.run.run_id):
+        if not record_integrity(settings, registry, version, gates, run_id=context.run.run_id, notify=notifier.notify,
+                                log_excerpt=run_log_excerpt(context.instance, context.run.run_id)):
             _mark_rejected(context)
         for gate in gates:
             yield _result(asset, gate, version)

@@ -17,6 +17,7 @@ from aivj_assets.data.demo import write_demo_data
 from aivj_assets.data.ledger import Ledger
 from aivj_assets.data.scan import candidate_files, scan_tick
 from aivj_assets.instance import ensure_instance
+from aivj_assets.resources.wiring import build_resources
 from aivj_assets.settings import Settings
 
 
@@ -34,7 +35,7 @@ def ingest_data_folder(settings: Settings, instance: dg.DagsterInstance, *, log:
     failed = []
     for key in keys:
         result = dg.materialize([raw_pairs], instance=instance, partition_key=key, raise_on_error=False,
-                                tags={"aivj/source": "aivj demo"})
+                                tags={"aivj/source": "aivj demo"}, resources=build_resources())
         log(f"  raw_pairs[{key}]: {'ok' if result.success else 'FAILED'}")
         if not result.success:
             failed.append(key)

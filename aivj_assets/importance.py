@@ -137,15 +137,15 @@ def importance_markdown(items: list[tuple[str, float]]) -> str:
 
 
 def importance_for_version(settings: Settings, version: str, *, top: int = TOP_FEATURES, seed: int = 0) -> list[tuple[str, float]]:
-    """Permutation importance of a registered version on the validation rows of the data it saw."""
+    """Permutation importance of a registered version on the selection rows of the data it saw."""
     from aivj_assets.registry import Registry
     from aivj_assets.settings import version_settings
-    from aivj_assets.stages import validation_rows  # stages imports this module
+    from aivj_assets.stages import selection_rows  # stages imports this module
     from aivj_assets.training.model import build_model, load_state_dict
 
     registry = Registry(settings.models_dir)
     meta = registry.meta(version)
-    data = validation_rows(settings, meta.get("data_partitions") or None)
+    data = selection_rows(settings, meta.get("data_partitions") or None)
     model = build_model(version_settings(settings, meta), data.audio_dim, data.preset_dim)
     model.load_state_dict(load_state_dict(registry.weights_path(version)))
     return permutation_importance(model, data, top=top, seed=seed,

@@ -19,7 +19,7 @@ from aivj_assets.resources import telegram
 from aivj_assets.resources.commands import execute, parse_update
 from aivj_assets.resources.monitor import watch_resources
 from aivj_assets.resources.notifier import notify
-from aivj_assets.resources.wiring import SystemMonitorResource
+from aivj_assets.resources.wiring import SystemMonitorResource, run_log_excerpt
 from aivj_assets.settings import load_settings
 
 # A run whose failure is a normal outcome (a gate rejection) carries this tag; with it the
@@ -215,7 +215,21 @@ def run_failure_alert(context: dg.RunFailureSensorContext) -> None:
     settings = load_settings()
     notify(settings, "run_failed",
            f"Run {run.job_name} ({run.run_id[:8]}) failed for good after {retries} retries: {summary[:500]}\nLogs: {logs}",
-           details={"run_id": run.run_id, "job": run.job_name, "retries": retries, "logs": logs, "log": summary})
+           details={"run_id": run.run_id, "job": run.job_name, "retries": retries, "logs": logs, "reasons": errors,
+                    "gates": _gates_judged_in(settings, run.run_id),
+                    "log": run_log_excerpt(context.instance, run.run_id)})
+
+
+def _gates_judged_in(settings, run_id: str) -> list[dict]:
+    """The gate table of a version judged in the failed run, if one was (the failure came after it)."""
+    from aivj_assets.promotion import gate_table
+    from aivj_assets.registry import Registry
+
+    try:
+        judged = [e for e in Registry(settings.models_dir).entries() if e.get("judged_in_run") == run_id]
+    except (OSError, ValueError):
+        return []
+    return gate_table(judged[-1]) if judged else []
 
 
 def _describe_run(run: dg.DagsterRun) -> str:

@@ -3,31 +3,50 @@
 No Dagster here: ``checks.py`` calls :func:`judge_candidate` and :func:`record_verdict`,
 ``promoted_model`` calls :func:`promote_best`, ``aivj import-model`` :func:`import_champion`.
 A rejection is a normal outcome: the version is marked ``rejected`` with its reasons, the
-owner is told, the champion stays.
+owner is told (through the ``notify`` callable each caller hands in), the champion stays.
 """
 
 from __future__ import annotations
 
 import math
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from aivj_assets.data.store import Store
-from aivj_assets.judging import Gate, Judgement, gate_weights_finite, gate_weights_hash, judge, mcnemar_exact
+from aivj_assets.judging import (
+    Evidence,
+    Gate,
+    Judgement,
+    Outcomes,
+    gate_weights_finite,
+    gate_weights_hash,
+    judge,
+)
 from aivj_assets.registry import Registry, atomic_write_json, file_sha256
-from aivj_assets.resources.notifier import notify
 from aivj_assets.settings import Settings, version_settings
-from aivj_assets.stages import corpus_split, elite_split
+from aivj_assets.stages import elite_split, gate_rows
 from aivj_assets.training.dataset import PairTensors
-from aivj_assets.training.metrics import evaluate, predict
+from aivj_assets.training.metrics import evaluate_rows
 from aivj_assets.training.model import build_model, load_state_dict
+
+# notify(event, text, details): tells the owner; never raises (ops' notifier)
+Notify = Callable[[str, str, "dict[str, Any] | None"], None]
+
+# The rows a measurement was taken on: the split's sizes and scheme. A recorded measurement
+# with another signature, or on other partitions, is stale: nothing is compared with it.
+SPLIT_SCHEME = "row-hash parts: gate < gate_fraction <= selection < gate_fraction + selection_fraction"
+
+
+def split_signature(settings: Settings) -> dict[str, Any]:
+    """What decides which rows judge: compared with a recorded measurement's before trusting it."""
+    return {"scheme": SPLIT_SCHEME, "selection_fraction": settings.selection_fraction,
+            "gate_fraction": settings.gate_fraction, "elite_judge_fraction": settings.elite_judge_fraction}
 
 
 @dataclass
@@ -38,34 +57,21 @@ class Verdict:
     champion: str | None  # the champion it was judged against
     candidate_metrics: dict[str, Any]
     champion_metrics: dict[str, Any] | None
-    paired: dict[str, Any] | None
+    paired: dict[str, Any] | None  # the gate rows' paired test
 
 
-def _measure(settings: Settings, weights: dict[str, torch.Tensor], dims: tuple[int, int],
-             judge_part: PairTensors, val: PairTensors) -> tuple[dict[str, Any], np.ndarray]:
+def _measure(settings: Settings, weights: dict[str, torch.Tensor], dims: tuple[int, int], gate: PairTensors,
+             elite: PairTensors) -> tuple[dict[str, Any], Outcomes, Outcomes]:
+    """A model's figures on the gate rows and the elite judging rows, and its per-row outcomes."""
     model = build_model(settings, *dims)
     model.load_state_dict(weights)
-    e = evaluate(model, judge_part)
-    v = evaluate(model, val)
-    correct = predict(model, judge_part) == (judge_part.label.numpy() > 0.5) if len(judge_part) else np.zeros(0, bool)
+    v, v_prob = evaluate_rows(model, gate)
+    e, e_prob = evaluate_rows(model, elite)
+    on_gate, on_elite = Outcomes(v_prob, gate.label.numpy()), Outcomes(e_prob, elite.label.numpy())
     metrics = {"elite_accuracy": e["accuracy"], "elite_rows": e["n"], "val_accuracy": v["accuracy"],
                "val_rows": v["n"], "f1": v["f1"], "val_loss": v["loss"], "precision": v["precision"],
-               "recall": v["recall"]}
-    return metrics, correct
-
-
-def _previous_val_accuracy(registry: Registry, version: str) -> float | None:
-    """Validation accuracy (as measured when judged) of the newest judged version before this one."""
-    before = []
-    for entry in registry.entries():
-        if entry["version"] == version:
-            break
-        before.append(entry)
-    for entry in reversed(before):
-        measured = entry.get("measured") or {}
-        if measured.get("val_accuracy") is not None:
-            return float(measured["val_accuracy"])
-    return None
+               "recall": v["recall"], "ece": on_gate.ece}
+    return metrics, on_gate, on_elite
 
 
 def _integrity(registry: Registry, version: str) -> tuple[list[Gate], dict[str, torch.Tensor]]:
@@ -89,7 +95,14 @@ def _by_gates(run_id: str) -> str:
     return f"gates (run {run_id})" if run_id else "gates"
 
 
-def record_integrity(settings: Settings, registry: Registry, version: str, gates: list[Gate], *, run_id: str) -> bool:
+def report_details(version: str, gates: list[dict[str, Any]], *, run_id: str, log_excerpt: str = "",
+                   **facts: Any) -> dict[str, Any]:
+    """What an email report carries: the gate table (:meth:`Gate.row` rows), the facts, the run's log."""
+    return {"version": version, "run_id": run_id, "gates": gates, **facts, "log": log_excerpt}
+
+
+def record_integrity(settings: Settings, registry: Registry, version: str, gates: list[Gate], *, run_id: str,
+                     notify: Notify, log_excerpt: str = "") -> bool:
     """True when every integrity gate passed; otherwise ``version`` is rejected and the owner told
     (the run then ends as a normal outcome, so no failure alert would say it)."""
     reasons = [g.reason for g in gates if not g.passed]
@@ -97,30 +110,51 @@ def record_integrity(settings: Settings, registry: Registry, version: str, gates
         return True
     registry.reject(version, reasons, by=_by_gates(run_id))
     stage = registry.get(version).get("stage") or "model"
-    notify(settings, "gate_rejected", f"{stage} version {version} rejected: " + "; ".join(reasons),
-           {"version": version, "run_id": run_id, "reasons": reasons})
+    notify("gate_rejected", f"{stage} version {version} rejected: " + "; ".join(reasons),
+           report_details(version, [g.row() for g in gates], run_id=run_id, log_excerpt=log_excerpt,
+                          reasons=reasons))
     return False
 
 
-def judge_candidate(settings: Settings, registry: Registry, version: str) -> Verdict:
-    """Measure ``version`` and the champion on the held-out elite judging part and every validation row."""
+def judge_candidate(settings: Settings, registry: Registry, version: str,
+                    log: Callable[[str], None] = print) -> Verdict:
+    """Measure ``version`` and the champion, now, on the gate rows and the held-out elite judging part."""
     integrity, weights = _integrity(registry, version)
     meta = registry.meta(version)
     dims = (int(meta["dims"]["audio_dim"]), int(meta["dims"]["preset_dim"]))
-    _, judge_part = elite_split(settings)
-    _, val = corpus_split(settings)
-    cand, cand_correct = _measure(version_settings(settings, meta), weights, dims, judge_part, val)
+    _, elite = elite_split(settings)
+    rows = gate_rows(settings)
+    cand, on_gate, on_elite = _measure(version_settings(settings, meta), weights, dims, rows.rows, elite)
+    signature = {**split_signature(settings), "data_hash": rows.data_hash}
+    cand["split"] = signature
     champ_entry = registry.champion()
     champ = paired = None
+    evidence = Evidence(on_gate, on_elite, sources=rows.sources, group=rows.group)
     if champ_entry is not None and champ_entry["version"] != version:
-        champ_weights = load_state_dict(registry.weights_path(champ_entry["version"]))
-        champ_settings = version_settings(settings, registry.meta(champ_entry["version"]))
-        champ, champ_correct = _measure(champ_settings, champ_weights, dims, judge_part, val)
-        paired = mcnemar_exact(cand_correct, champ_correct)
-    judgement = judge(version, settings=settings, integrity=integrity, candidate=cand, champion=champ,
-                      history=meta.get("history") or [], previous_val_accuracy=_previous_val_accuracy(registry, version),
-                      paired=paired)
+        name = champ_entry["version"]
+        log(_remeasure_note(name, champ_entry.get("measured"), signature, len(rows.rows), len(elite)))
+        champ_weights = load_state_dict(registry.weights_path(name))
+        champ, champ_gate, champ_elite = _measure(version_settings(settings, registry.meta(name)), champ_weights,
+                                                  dims, rows.rows, elite)
+        champ["split"] = signature
+        evidence = Evidence(on_gate, on_elite, champ_gate, champ_elite, rows.sources, rows.group)
+        paired = {"test": "exact McNemar, one-sided", "alpha": settings.promote_alpha,
+                  **evidence.gate_paired.as_dict()}
+    judgement = judge(version, settings=settings, integrity=integrity, evidence=evidence,
+                      history=meta.get("history") or [])
     return Verdict(judgement, champ_entry["version"] if champ_entry else None, cand, champ, paired)
+
+
+def _remeasure_note(champion: str, recorded: Mapping[str, Any] | None, signature: Mapping[str, Any],
+                    gate_n: int, elite_n: int) -> str:
+    """The log line saying the champion's numbers are measured now, and why its recorded ones are not used."""
+    where = f"today's {gate_n:,} gate rows and {elite_n:,} elite judging rows"
+    if not recorded:
+        return f"champion {champion} has no recorded measurement: measured on {where}"
+    if recorded.get("split") != signature:
+        return (f"champion {champion}'s recorded numbers are from other rows (another split or other data): "
+                f"measured again on {where}, never compared with stale numbers")
+    return f"champion {champion} measured again on {where}, the same rows as the candidate"
 
 
 def write_report(settings: Settings, registry: Registry, version: str, decision: str) -> dict[str, Any]:
@@ -128,20 +162,29 @@ def write_report(settings: Settings, registry: Registry, version: str, decision:
     entry = registry.get(version)
     meta = registry.meta(version)
     measured = entry.get("measured") or {}
+    gates = (entry.get("judgement") or {}).get("gates") or {}
+    val_gate = gates.get("val_accuracy") or {}
     report = {
         "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "version": version, "stage": entry.get("stage"), "decision": decision,
-        "reasons": entry.get("reasons") or [], "champion": registry.load().get("champion"),
-        "judged_against": entry.get("judged_against"),
+        "summary": entry.get("summary"), "reasons": entry.get("reasons") or [],
+        "champion": registry.load().get("champion"), "judged_against": entry.get("judged_against"),
         "model_performance": {
             "cv_accuracy": measured.get("val_accuracy"), "f1_score": measured.get("f1"),
             "elite_accuracy": measured.get("elite_accuracy"), "val_loss": measured.get("val_loss"),
             "precision": measured.get("precision"), "recall": measured.get("recall"),
             "val_rows": measured.get("val_rows"), "elite_rows": measured.get("elite_rows"),
+            "ece": measured.get("ece"),
         },
+        # cv_accuracy is one hold-out accuracy: on the gate rows, which no model trains or picks epochs on.
+        "evaluation": {"method": "holdout", "split": "gate", "rows": measured.get("val_rows"),
+                       "interval": val_gate.get("interval"), "interval_method": "Wilson 95%",
+                       "signature": measured.get("split")},
+        "paired_test": entry.get("paired"),
+        "calibration": {"ece": measured.get("ece"), "champion_ece": (entry.get("champion_measured") or {}).get("ece"),
+                        "bins": 15, "bound": settings.max_ece},
         "champion_performance": entry.get("champion_measured"),
-        "mcnemar": entry.get("paired"),
-        "gates": (entry.get("judgement") or {}).get("gates"),
+        "gates": gates,
         "warnings": entry.get("warnings") or [],
         "training": {"metrics": meta.get("metrics"), "history": meta.get("history"), "rows": meta.get("rows"),
                      "parent": meta.get("parent"), "data_hash": meta.get("data_hash")},
@@ -161,7 +204,13 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-def record_verdict(settings: Settings, registry: Registry, verdict: Verdict, *, run_id: str) -> None:
+def gate_table(entry: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A judged version's gates as the owner's table rows, from its registry entry."""
+    return list(((entry.get("judgement") or {}).get("gates") or {}).values())
+
+
+def record_verdict(settings: Settings, registry: Registry, verdict: Verdict, *, run_id: str, notify: Notify,
+                   log_excerpt: str = "") -> None:
     """Store the verdict in the registry; a failed candidate is rejected, reported and notified.
 
     A version judged again (a stage reused it) keeps a decision already made about it: one
@@ -171,12 +220,13 @@ def record_verdict(settings: Settings, registry: Registry, verdict: Verdict, *, 
     j = verdict.judgement
     standing = registry.get(j.version)["status"]
     registry.update(j.version, judgement=_plain(j.as_dict()), measured=_plain(verdict.candidate_metrics),
-                    champion_measured=_plain(verdict.champion_metrics), paired=verdict.paired,
+                    champion_measured=_plain(verdict.champion_metrics), paired=_plain(verdict.paired),
                     judged_against=verdict.champion, judged_in_run=run_id, warnings=j.warnings,
-                    judged_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                    summary=j.summary, judged_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    details = report_details(j.version, _plain(j.table()), run_id=run_id, log_excerpt=log_excerpt,
+                             champion=verdict.champion or "none", summary=j.summary)
     if j.warnings:
-        notify(settings, "degradation", f"model {j.version}: " + "; ".join(j.warnings),
-               {"version": j.version, "run_id": run_id})
+        notify("degradation", f"model {j.version}: " + "; ".join(j.warnings), {**details, "reasons": j.warnings})
     if standing in ("promoted", "rolled_back"):
         return
     if j.passed:
@@ -187,8 +237,8 @@ def record_verdict(settings: Settings, registry: Registry, verdict: Verdict, *, 
     registry.reject(j.version, j.reasons, by=_by_gates(run_id))
     write_report(settings, registry, j.version, "rejected")
     champion = verdict.champion or "none"
-    notify(settings, "gate_rejected", f"model {j.version} rejected, champion {champion} kept: " + "; ".join(j.reasons),
-           {"version": j.version, "champion": champion, "run_id": run_id, "reasons": j.reasons})
+    notify("gate_rejected", f"model {j.version} not promoted, kept the champion {champion}: {j.evidence}",
+           {**details, "reasons": j.reasons})
     apply_retention(settings, registry)
 
 
@@ -199,7 +249,8 @@ def apply_retention(settings: Settings, registry: Registry) -> list[str]:
                                     low_disk=low_disk)
 
 
-def promote_best(settings: Settings, registry: Registry, versions: list[str], *, run_id: str) -> dict[str, Any]:
+def promote_best(settings: Settings, registry: Registry, versions: list[str], *, run_id: str, notify: Notify,
+                 log_excerpt: str = "") -> dict[str, Any]:
     """Promote the best of this run's judged, passing candidates; the rest stay as they are.
 
     Returns ``{"promoted": version | None, "champion": version | None, "pruned": [...],
@@ -214,7 +265,8 @@ def promote_best(settings: Settings, registry: Registry, versions: list[str], *,
     held = [f"{e['version']} ({e['status']})" for e in entries if e["status"] in ("promoted", "rolled_back")]
     promoted = None
     if passing:
-        best = max(passing, key=lambda e: (e["measured"]["elite_accuracy"], e["measured"]["val_accuracy"]))
+        # Two passing candidates (full and incremental) were judged on the same gate rows.
+        best = max(passing, key=lambda e: (e["measured"]["val_accuracy"], e["measured"]["elite_accuracy"]))
         promoted = best["version"]
         registry.promote(promoted, by=f"run {run_id}" if run_id else "promotion",
                          reason="passed every blocking gate", expected_champion=best.get("judged_against"))
@@ -223,10 +275,13 @@ def promote_best(settings: Settings, registry: Registry, versions: list[str], *,
                 registry.reject(other["version"], [f"{promoted} from the same run was promoted instead"],
                                 by=f"run {run_id}")
         write_report(settings, registry, promoted, "promoted")
-        m = best["measured"]
-        notify(settings, "promoted",
-               f"model {promoted} is the new champion (elite {m['elite_accuracy']:.4f}, val {m['val_accuracy']:.4f})",
-               {"version": promoted, "previous": best.get("judged_against"), "run_id": run_id})
+        m, pair = best["measured"], best.get("paired") or {}
+        gain = (f", {100 * pair['gain']:+.2f} points over {best.get('judged_against')} on {pair['rows']:,} gate rows, "
+                f"p = {pair['p_better']:.2g}") if pair else ""
+        notify("promoted", f"model {promoted} is the new champion (val {m['val_accuracy']:.4f}, "
+                           f"elite {m['elite_accuracy']:.4f}{gain})",
+               report_details(promoted, gate_table(best), run_id=run_id, log_excerpt=log_excerpt,
+                              previous=best.get("judged_against") or "none", summary=best.get("summary", "")))
     pruned = apply_retention(settings, registry)
     champion = registry.champion()
     return {"promoted": promoted, "champion": champion["version"] if champion else None, "pruned": pruned,

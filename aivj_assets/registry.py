@@ -298,18 +298,23 @@ class Registry:
 
     # --- presentation -----------------------------------------------------------------
     def format_table(self) -> str:
-        """The ``aivj versions`` table: versions, metrics, status, which is champion."""
+        """The ``aivj versions`` table: each version as judged (on the gate rows, against the champion
+        of the day: gain in points with its 95% interval, one-sided p), its status, the champion."""
         doc = self.load()
-        rows = [("", "version", "created", "stage", "status", "elite", "val_acc", "f1", "note")]
+        rows = [("", "version", "created", "stage", "status", "val_acc", "elite", "gain (95% CI)", "p", "note")]
         for entry in doc["versions"].values():
-            m = entry.get("metrics") or {}
-            note = "; ".join(entry.get("reasons") or [])
+            m = entry.get("measured") or {}
+            pair = entry.get("paired") or {}
+            note = entry.get("summary") or "; ".join(entry.get("reasons") or [])
             if entry.get("pruned"):
                 note = ("files pruned; " + note).rstrip("; ")
+            gain = (f"{100 * pair['gain']:+.2f} [{100 * pair['gain_low']:+.2f}, {100 * pair['gain_high']:+.2f}]"
+                     if "gain" in pair else "-")
             rows.append((
                 "*" if entry["version"] == doc.get("champion") else "",
                 entry["version"], entry.get("time", "")[:19], entry.get("stage", ""), entry["status"],
-                _fmt(m.get("elite_accuracy")), _fmt(m.get("val_accuracy")), _fmt(m.get("f1")), note[:70],
+                _fmt(m.get("val_accuracy")), _fmt(m.get("elite_accuracy")), gain,
+                f"{pair['p_better']:.2g}" if "p_better" in pair else "-", note[:70],
             ))
         if len(rows) == 1:
             return f"no model versions in {self.root}"

@@ -114,6 +114,14 @@ def _gain(new: float | None, old: float | None) -> float | None:
     return None if new is None or not old else (new - old) / old
 
 
+def _paired_gain(entry: dict) -> float | None:
+    """A judged version's gain over the champion it was judged against, relative to the champion's
+    accuracy, from the same gate rows measured at the same time (None when it was never judged so)."""
+    pair = entry.get("paired") or {}
+    champion = (entry.get("champion_measured") or {}).get("val_accuracy")
+    return pair["gain"] / champion if "gain" in pair and champion else None
+
+
 def read_facts(settings: Settings) -> TrainingFacts:
     """The decision's inputs from the pause flag, the store and the registry."""
     from aivj_assets.data.store import Store
@@ -144,11 +152,12 @@ def read_facts(settings: Settings) -> TrainingFacts:
     if trained:
         newest = trained[-1]
         rolled_back = newest["version"] if newest.get("status") == "rolled_back" else None
-        if newest["version"] == champion:  # it won: its gain over the champion it replaced
+        improvement = _paired_gain(newest)  # won or lost, its paired gain over its champion is the news
+        if improvement is None and newest["version"] == champion:  # it won: its gain over the champion it replaced
             previous = next((ev.get("previous") for ev in reversed(doc.get("events", []))
                              if ev.get("action") == "promote" and ev.get("version") == champion), None)
             improvement = _gain(_score(newest), _score(versions.get(previous or "", {})))
-        elif champion:  # it lost (or was never judged): its gain over the champion is the news
+        elif improvement is None and champion:  # it lost (or was never judged): its gain over the champion
             improvement = _gain(_score(newest), _score(versions[champion]))
     stored = Store(settings).partitions()
     shaped = _newest_full_of_this_shape(settings, registry, fulls) if change else None

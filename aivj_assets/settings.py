@@ -62,7 +62,11 @@ class Settings:
     label_field: str = "label"
     pair_id_field: str = "pair_id"
     weight_field: str = "weight"
-    val_fraction: float = 0.1  # share of rows (by content hash) held out for validation
+    # Every row lands, by its content hash, in one of three parts: training, selection (picks
+    # the best epoch, drives the in-training rules) and gate (read only to judge candidate
+    # against champion). The demo's 104,040 pairs give about 10,400 gate rows.
+    selection_fraction: float = 0.05
+    gate_fraction: float = 0.10
     elite_judge_fraction: float = 0.5  # share of elite rows held out for judging
     settle_seconds: float = 3.0  # a file must stay unchanged this long before ingest
     sensor_interval_seconds: int = 30
@@ -93,7 +97,17 @@ class Settings:
     # --- gates and policies -------------------------------------------------------
     elite_min_accuracy: float = 0.95
     val_min_accuracy: float = 0.90
+    # How a candidate beats the champion: "paired" (exact one-sided McNemar on the gate rows at
+    # promote_alpha, and not significantly worse on the elite judging rows) or "elite_ratio" (the
+    # seed's rule: elite > champion x beat_elite_factor and validation > champion's).
+    beat_rule: str = "paired"
+    promote_alpha: float = 0.05
     beat_elite_factor: float = 1.01
+    max_ece: float = 0.05  # expected calibration error (15 bins) over this warns
+    slice_min_rows: int = 500  # a source file with this many gate rows is judged on its own
+    slice_max_drop: float = 2.0  # points of accuracy a file may lose against the champion
+    drift_drop: float = 3.0  # points below the trailing mean of recent files' champion accuracy
+    drift_window: int = 10  # how many recent files make that trailing mean
     val_loss_rise_epochs: int = 3
     loss_change_max: float = 0.5
     nan_max_recoveries: int = 3
@@ -280,7 +294,30 @@ def load_settings(env: dict[str, str] | None = None, env_file: Path | None = Non
         if isinstance(value, Path) and not value.is_absolute():
             settings = settings.replace(**{key: (PROJECT_ROOT / value).resolve()})
     _check_window(settings)
+    _check_judging(settings)
     return settings
+
+
+def _check_judging(settings: Settings) -> None:
+    """Refuse split sizes that leave a part empty and a significance level no test can use."""
+    s = settings
+    if not 0 < s.promote_alpha <= 1:
+        raise ValueError(f"setting AIVJ_PROMOTE_ALPHA={s.promote_alpha}: must be in (0, 1] (e.g. 0.05)")
+    for name in ("selection_fraction", "gate_fraction"):
+        if not 0 < getattr(s, name) < 1:
+            raise ValueError(f"setting {env_name(name)}={getattr(s, name)}: must be between 0 and 1, "
+                             "exclusive (an empty part cannot do its job)")
+    if s.selection_fraction + s.gate_fraction >= 1:
+        raise ValueError(f"settings AIVJ_SELECTION_FRACTION={s.selection_fraction} and AIVJ_GATE_FRACTION="
+                         f"{s.gate_fraction} leave no training rows: their sum must be under 1")
+    if not 0 < s.elite_judge_fraction < 1:
+        raise ValueError(f"setting AIVJ_ELITE_JUDGE_FRACTION={s.elite_judge_fraction}: must be between 0 and 1, "
+                         "exclusive (the elite set needs a warm-up part and a judging part)")
+    if s.beat_rule not in BEAT_RULES:
+        raise ValueError(f"setting AIVJ_BEAT_RULE={s.beat_rule!r}: expected one of {', '.join(BEAT_RULES)}")
+
+
+BEAT_RULES = ("paired", "elite_ratio")
 
 
 def _check_window(settings: Settings) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from aivj_assets.data.split import validation_mask
+from aivj_assets.data.split import corpus_masks
 from aivj_assets.data.store import Store
 from aivj_assets.importance import TOP_FEATURES, permutation_importance
 from aivj_assets.registry import Registry
@@ -26,6 +26,7 @@ from aivj_assets.settings import Settings, architecture_change, describe_change
 from aivj_assets.training.dataset import PairTensors, elite_parts, tensors_from_table
 from aivj_assets.training.loop import TrainConfig, train
 from aivj_assets.training.model import build_model, load_state_dict
+from aivj_assets.training.run_state import seed_everything
 
 STAGE_EPOCHS = {"warmup": "warmup_epochs", "full": "full_epochs", "incremental": "incremental_epochs"}
 
@@ -72,53 +73,60 @@ def _elite_digest(settings: Settings) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def _split_masks(settings: Settings, table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
-    """(train, val) masks of a store table's rows by content hash.
-
-    No model is judged on rows it was trained on, and the owner's elite pairs may also sit in
-    the refined data: a row of the elite judging part never trains, and a row of the elite
-    warm-up part (which every warm-up trains on) never counts as a validation row.
-    """
-    hashes = table.column("row_hash")
-    val = validation_mask(hashes.to_numpy(zero_copy_only=False), settings.val_fraction)
+def _masks(settings: Settings, hashes: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train, selection, gate) masks of corpus rows by content hash (:func:`corpus_masks`)."""
     warm, judge = elite_hashes(settings)
-
-    def among(values: pa.Array) -> np.ndarray:
-        if not len(values):
-            return np.zeros(len(val), bool)
-        return np.asarray(pc.is_in(hashes, value_set=values).to_numpy(zero_copy_only=False), bool)
-
-    return ~val & ~among(judge), val & ~among(warm)
+    return corpus_masks(hashes, settings.selection_fraction, settings.gate_fraction, warm, judge)
 
 
-def _split_table(settings: Settings, table: pa.Table) -> tuple[pa.Table, pa.Table]:
-    """(train, val) rows of a store table, before any tensor conversion (:func:`_split_masks`)."""
+def split_table(settings: Settings, table: pa.Table) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """(train, selection, gate) rows of a store table, before any tensor conversion."""
     if table.num_rows == 0:
-        return table, table
-    train, val = _split_masks(settings, table)
-    return table.filter(pa.array(train)), table.filter(pa.array(val))
+        return table, table, table
+    train, selection, gate = _masks(settings, table.column("row_hash"))
+    return table.filter(pa.array(train)), table.filter(pa.array(selection)), table.filter(pa.array(gate))
 
 
 def training_row_count(settings: Settings, keys: list[str]) -> int:
     """Training rows in the stored partitions ``keys``, reading only their row hashes (:meth:`Store.row_hashes`)."""
     hashes = Store(settings).row_hashes(keys)
-    return int(_split_masks(settings, pa.table({"row_hash": hashes}))[0].sum()) if len(hashes) else 0
+    return int(_masks(settings, hashes)[0].sum()) if len(hashes) else 0
 
 
-def corpus_split(settings: Settings, keys: list[str] | None = None) -> tuple[PairTensors, PairTensors]:
-    """(train, val) tensors of the stored partitions ``keys`` (all when None)."""
-    train_t, val_t = _split_table(settings, Store(settings).read_partitions(keys))
-    return tensors_from_table(train_t, "store"), tensors_from_table(val_t, "store")
+def training_split(settings: Settings, keys: list[str] | None = None) -> tuple[PairTensors, PairTensors]:
+    """(train, selection) tensors of the stored partitions ``keys`` (all when None); gate rows stay on disk."""
+    train_t, sel_t, _ = split_table(settings, Store(settings).read_partitions(keys))
+    return tensors_from_table(train_t, "store"), tensors_from_table(sel_t, "store (selection rows)")
 
 
-def validation_rows(settings: Settings, keys: list[str] | None = None) -> PairTensors:
-    """The validation tensors of the stored partitions ``keys``; training rows stay untouched."""
+def selection_rows(settings: Settings, keys: list[str] | None = None) -> PairTensors:
+    """The selection tensors of the stored partitions ``keys``; training and gate rows stay untouched."""
     table = Store(settings).read_partitions(keys)
-    if table.num_rows == 0:
-        return tensors_from_table(table, "store")
-    # Pick validation rows on the hash column first: only those become tensors.
-    _, val = _split_masks(settings, table)
-    return tensors_from_table(table.filter(pa.array(val)), "store (validation rows)")
+    return tensors_from_table(split_table(settings, table)[1], "store (selection rows)")
+
+
+@dataclass(frozen=True)
+class GateRows:
+    """Every stored partition's gate rows, and which partition (source file) each came from."""
+
+    rows: PairTensors
+    sources: list[str]
+    group: np.ndarray  # rows' index into ``sources``
+    data_hash: str  # the manifest of the partitions read
+
+
+def gate_rows(settings: Settings, keys: list[str] | None = None) -> GateRows:
+    """The gate rows of the stored partitions ``keys`` (all when None): read only to judge models."""
+    store = Store(settings)
+    keys = store.partitions() if keys is None else keys
+    tables, groups = [], []
+    for i, key in enumerate(keys):
+        gate = split_table(settings, store.read_partitions([key]))[2]
+        tables.append(gate)
+        groups.append(np.full(gate.num_rows, i, dtype=np.int64))
+    table = pa.concat_tables(tables) if tables else store.read_partitions([])
+    group = np.concatenate(groups) if groups else np.zeros(0, np.int64)
+    return GateRows(tensors_from_table(table, "store (gate rows)"), keys, group, store.manifest_hash(keys))
 
 
 def elite_split(settings: Settings) -> tuple[PairTensors, PairTensors]:
@@ -137,28 +145,31 @@ def replay_sample(settings: Settings, old: pa.Table, n_new: int, ratio: float, s
 def _training_key(settings: Settings, epochs: int) -> str:
     """What about the settings makes two trainings different (so they do not share checkpoints)."""
     keys = ("learning_rate", "batch_size", "weight_decay", "seed", "hidden_dim", "embed_dim", "model_factory",
-            "val_fraction", "replay_ratio")
+            "selection_fraction", "gate_fraction", "replay_ratio")
     blob = json.dumps({k: getattr(settings, k) for k in keys} | {"epochs": epochs}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 # --- training -----------------------------------------------------------------------------
 def _train_stage(settings: Settings, registry: Registry, *, stage: str, parent: str | None, identity: str,
-                 data: PairTensors, val: PairTensors, elite: PairTensors, partitions: list[str], data_hash: str,
+                 data: PairTensors, selection: PairTensors, partitions: list[str], data_hash: str,
                  control: Callable[[dict], str] | None, log: Callable[[str], None], run_id: str, cmd_line: str,
                  extra_meta: dict[str, Any] | None = None, resumes: str | None = None,
                  restart_epoch_on_new_data: bool = False) -> StageResult:
     """Train and register one stage. ``identity`` names the version (for reuse); ``resumes``
     (default: the identity) names the checkpoints a stopped run of it goes on from."""
     epochs = int(getattr(settings, STAGE_EPOCHS[stage]))
+    # The run's seed draws the initial weights too: the same data, settings and seed give the
+    # same version, bit for bit (a resumed run restores its generators from the checkpoint).
+    seed_everything(settings.seed)
     model = build_model(settings, data.audio_dim, data.preset_dim)
     if parent:
         model.load_state_dict(load_state_dict(registry.weights_path(parent)))
     config = TrainConfig.from_settings(settings, epochs=epochs, identity=resumes or identity,
                                        checkpoint_dir=settings.checkpoints_dir / stage, manifest_hash=data_hash,
                                        restart_epoch_on_new_data=restart_epoch_on_new_data)
-    result = train(model, data, val=val, elite=elite, config=config, control=control, log=log)
-    rows = {"train": len(data), "val": len(val), "elite_judge": len(elite)}
+    result = train(model, data, selection=selection, config=config, control=control, log=log)
+    rows = {"train": len(data), "selection": len(selection)}
     out = StageResult(stage=stage, status=result.status, version=None, parent=parent, identity=identity,
                       history=result.history, events=result.events, samples=result.samples,
                       seconds=result.seconds, rows=rows, checkpoint=result.checkpoint,
@@ -166,11 +177,10 @@ def _train_stage(settings: Settings, registry: Registry, *, stage: str, parent: 
     if result.status != "finished":
         return out
     m = result.metrics
-    importance = _importance(settings, model, result.state_dict, val)
-    out.metrics = {"val_accuracy": m.get("val_accuracy"), "elite_accuracy": m.get("elite_accuracy"),
-                   "f1": m.get("val_f1"), "val_loss": m.get("val_loss"), "precision": m.get("val_precision"),
-                   "recall": m.get("val_recall"), "best_epoch": m.get("epoch"), "samples_trained": result.samples,
-                   "duration_seconds": result.seconds}
+    importance = _importance(settings, model, result.state_dict, selection)
+    out.metrics = {"selection_accuracy": m.get("selection_accuracy"), "selection_f1": m.get("selection_f1"),
+                   "selection_loss": m.get("selection_loss"), "best_epoch": m.get("epoch"),
+                   "samples_trained": result.samples, "duration_seconds": result.seconds}
     out.version = registry.register(result.state_dict, {
         "stage": stage, "parent": parent, "identity": identity, "data_hash": data_hash,
         "data_partitions": partitions, "metrics": out.metrics, "history": result.history,
@@ -182,14 +192,14 @@ def _train_stage(settings: Settings, registry: Registry, *, stage: str, parent: 
     return out
 
 
-def _importance(settings: Settings, model, state_dict: dict[str, Any], val: PairTensors) -> list[list[Any]]:
-    """Top permutation importances of the weights being registered, on the validation rows
+def _importance(settings: Settings, model, state_dict: dict[str, Any], rows: PairTensors) -> list[list[Any]]:
+    """Top permutation importances of the weights being registered, on the selection rows
     already in memory (the same rows ``importance_for_version`` would read back); [] if none."""
-    if len(val) == 0:
+    if len(rows) == 0:
         return []
     model.load_state_dict(state_dict)  # the best epoch's weights: the ones registered
-    items = permutation_importance(model, val, top=TOP_FEATURES, seed=settings.seed,
-                                   audio_dim=val.audio_dim, preset_dim=val.preset_dim)
+    items = permutation_importance(model, rows, top=TOP_FEATURES, seed=settings.seed,
+                                   audio_dim=rows.audio_dim, preset_dim=rows.preset_dim)
     return [[name, drop] for name, drop in items]
 
 
@@ -229,7 +239,7 @@ def train_warmup(settings: Settings, registry: Registry, *, control=None, log=pr
         log(f"warm-up: champion {parent} has another architecture ({describe_change(change)}): "
             "a new lineage starts from fresh weights")
         extra, parent = {"lineage_after": parent}, None
-    warm, judge_part = elite_split(settings)
+    warm, _ = elite_split(settings)
     if len(warm) == 0:
         raise NothingToTrain(f"{Store(settings).elite_path()}: no elite warm-up rows")
     elite_hash = hashlib.sha256(np.sort(warm.row_ids()).tobytes()).hexdigest()[:16]
@@ -237,9 +247,9 @@ def train_warmup(settings: Settings, registry: Registry, *, control=None, log=pr
     reused = _reusable(registry, "warmup", identity, log)
     if reused is not None:
         return reused
-    val = validation_rows(settings, Store(settings).partitions())
-    return _train_stage(settings, registry, stage="warmup", parent=parent, identity=identity, data=warm, val=val,
-                        elite=judge_part, partitions=[], data_hash=f"elite:{elite_hash}", control=control,
+    selection = selection_rows(settings, Store(settings).partitions())
+    return _train_stage(settings, registry, stage="warmup", parent=parent, identity=identity, data=warm,
+                        selection=selection, partitions=[], data_hash=f"elite:{elite_hash}", control=control,
                         log=log, run_id=run_id, cmd_line=cmd_line, extra_meta=extra)
 
 
@@ -256,17 +266,16 @@ def train_full(settings: Settings, registry: Registry, warm_version: str, *, con
     reused = _reusable(registry, "full", identity, log)
     if reused is not None:
         return reused
-    train_rows, val = corpus_split(settings, keys)
+    train_rows, selection = training_split(settings, keys)
     if len(train_rows) == 0:
         raise NothingToTrain(f"the {len(keys)} stored partitions hold no training rows (every good row, if any, "
-                             "is a validation row)")
-    _, judge_part = elite_split(settings)
+                             "is a selection or gate row)")
     # A full training takes several nights while new files keep arriving: its checkpoints are
     # named without the data, so a stopped run goes on with the data as it is now instead of
     # starting again each time a file lands. The interrupted epoch starts again on the current
     # rows, so the version's data manifest names only rows it has trained on.
     return _train_stage(settings, registry, stage="full", parent=warm_version, identity=identity, data=train_rows,
-                        val=val, elite=judge_part, partitions=keys, data_hash=data_hash, control=control, log=log,
+                        selection=selection, partitions=keys, data_hash=data_hash, control=control, log=log,
                         run_id=run_id, cmd_line=cmd_line, resumes=recipe, restart_epoch_on_new_data=True)
 
 
@@ -317,19 +326,18 @@ def train_incremental(settings: Settings, registry: Registry, *, control=None, l
     reused = _reusable(registry, "incremental", identity, log)
     if reused is not None:
         return reused
-    new_train, new_val = _split_table(settings, store.read_partitions(new_keys))
+    new_train, new_sel, _ = split_table(settings, store.read_partitions(new_keys))
     if new_train.num_rows == 0:  # e.g. a file whose rows were all bad: nothing new to learn from
         raise NothingToTrain(f"the {len(new_keys)} partitions since champion {inputs.champion} hold no training "
-                             f"rows ({new_val.num_rows} validation rows): {', '.join(new_keys[:3])}")
-    old_train, old_val = _split_table(settings, store.read_partitions(old_keys))
+                             f"rows ({new_sel.num_rows} selection rows): {', '.join(new_keys[:3])}")
+    old_train, old_sel, _ = split_table(settings, store.read_partitions(old_keys))
     replay = replay_sample(settings, old_train, new_train.num_rows, settings.replay_ratio, data_hash)
     data = tensors_from_table(pa.concat_tables([new_train, replay]), "store")
-    # Judged on every validation row, old ones included: forgetting shows as a lower score.
-    val = tensors_from_table(pa.concat_tables([new_val, old_val]), "store")
-    _, judge_part = elite_split(settings)
+    # The best epoch is picked on every selection row, old ones included: forgetting shows as a lower score.
+    selection = tensors_from_table(pa.concat_tables([new_sel, old_sel]), "store (selection rows)")
     log(f"incremental: {new_train.num_rows} new rows from {len(new_keys)} partitions + {replay.num_rows} replayed")
     return _train_stage(settings, registry, stage="incremental", parent=inputs.champion, identity=identity,
-                        data=data, val=val, elite=judge_part, partitions=keys, data_hash=data_hash,
+                        data=data, selection=selection, partitions=keys, data_hash=data_hash,
                         control=control, log=log, run_id=run_id, cmd_line=cmd_line,
                         extra_meta={"new_partitions": new_keys, "replay_rows": replay.num_rows,
                                     "new_rows": new_train.num_rows})

@@ -46,7 +46,7 @@ def _champion(settings: Settings) -> str:
     entry = Registry(settings.models_dir).champion()
     if entry is None:
         return f"none yet (no promoted model in {settings.models_dir})"
-    m = entry.get("metrics") or {}
+    m = entry.get("measured") or {}
     return (
         f"{entry['version']} ({entry.get('stage', '?')}, {entry.get('time', '?')[:19]}): "
         f"elite accuracy {_metric(m, 'elite_accuracy')} (gate {settings.elite_min_accuracy:.2f}), "

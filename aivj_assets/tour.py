@@ -203,13 +203,16 @@ def summary(settings: Settings, result: TourResult) -> str:
              + (f" ({', '.join(parts)})" if parts else "")]
     champ = result.champion
     if champ:
-        m = champ.get("metrics") or {}
+        m = champ.get("measured") or {}
         lines.append(f"champion: {champ['version']} ({champ.get('stage', '?')} stage)")
         lines.append(f"  elite accuracy (held-out judging part) {_fmt(m.get('elite_accuracy'))}"
                      f"  gate >= {settings.elite_min_accuracy:.2f}")
-        lines.append(f"  validation accuracy                    {_fmt(m.get('val_accuracy'))}"
-                     f"  gate >= {settings.val_min_accuracy:.2f}")
-        lines.append(f"  F1 {_fmt(m.get('f1'))}, validation loss {_fmt(m.get('val_loss'))}")
+        lines.append(f"  validation accuracy (gate rows)        {_fmt(m.get('val_accuracy'))}"
+                     f"  gate >= {settings.val_min_accuracy:.2f}  ({m.get('val_rows', '?')} rows)")
+        lines.append(f"  F1 {_fmt(m.get('f1'))}, validation loss {_fmt(m.get('val_loss'))}, "
+                     f"calibration error {_fmt(m.get('ece'))}")
+        if champ.get("summary"):
+            lines.append(f"  {champ['summary']}")
     else:
         lines.append("champion: none")
     for cand in result.candidates:

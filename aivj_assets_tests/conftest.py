@@ -62,6 +62,20 @@ def bot_api():
 
 
 @pytest.fixture
+def smtp_sink(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator:
+    """A real SMTP server on 127.0.0.1 (aiosmtpd, STARTTLS and login required)."""
+    from aivj_assets_tests.resources.loopback import SMTP_PASSWORD, SmtpSink
+
+    sink = SmtpSink(tmp_path, "aivj@example.org", SMTP_PASSWORD)
+    # The client verifies the server's certificate: trust the test's self-signed one.
+    monkeypatch.setenv("SSL_CERT_FILE", str(sink.cert))
+    try:
+        yield sink
+    finally:
+        sink.close()
+
+
+@pytest.fixture
 def one_torch_thread():
     """One torch thread for the test: CI has two cores shared by the whole suite."""
     import torch

@@ -101,10 +101,13 @@ def test_reset_forgets_the_platforms_state_and_keeps_the_data(settings, tmp_path
 
 def test_versions_and_rollback_commands(settings, tmp_path, capsys) -> None:
     reg = Registry(settings.models_dir)
-    first = reg.register(_state_file(tmp_path / "a.pth", seed=1), {"stage": "full", "metrics": {
-        "elite_accuracy": 0.97, "val_accuracy": 0.93, "f1": 0.92}})
+    first = reg.register(_state_file(tmp_path / "a.pth", seed=1), {"stage": "full", "metrics": {}})
+    reg.update(first, measured={"elite_accuracy": 0.97, "val_accuracy": 0.93, "f1": 0.92})  # as judged
     reg.promote(first, by="test")
     second = reg.register(_state_file(tmp_path / "b.pth", seed=2), {"stage": "incremental", "metrics": {}})
+    reg.update(second, measured={"elite_accuracy": 0.98, "val_accuracy": 0.9412},
+               paired={"gain": 0.0112, "gain_low": 0.0061, "gain_high": 0.0163, "p_better": 2.1e-5},
+               summary="passed every blocking gate: +1.12 points on 10,404 rows, p = 2.1e-05")
     reg.promote(second, by="test")
     rejected = reg.register(_state_file(tmp_path / "c.pth", seed=3), {"stage": "incremental", "metrics": {}})
     reg.reject(rejected, ["val_accuracy: 0.5 < 0.9"], by="test")
@@ -113,6 +116,9 @@ def test_versions_and_rollback_commands(settings, tmp_path, capsys) -> None:
     table = capsys.readouterr().out
     assert any(line.startswith("*") and second in line for line in table.splitlines())
     assert "0.9700" in table and "val_accuracy: 0.5 < 0.9" in table
+    # Each judged version shows its gain over the champion of the day, with its interval and p.
+    row = next(line for line in table.splitlines() if second in line)
+    assert re.search(r"0\.9412\s+0\.9800\s+\+1\.12 \[\+0\.61, \+1\.63\]\s+2\.1e-05\s+passed every blocking gate: \+1\.12 points", row)
     assert f"champion: {second}" in table
 
     assert main(["rollback"]) == 0

@@ -12,6 +12,7 @@ from dagster._core.events import EngineEventData
 
 from aivj_assets.assets.raw_pairs import data_files, raw_pairs
 from aivj_assets.data.ledger import Ledger
+from aivj_assets.resources.wiring import build_resources
 from aivj_assets.sensors import SENSORS, data_files_sensor, run_state
 from aivj_assets_tests.data.helpers import rows, write_jsonl
 
@@ -59,7 +60,8 @@ def test_materialised_partitions_are_recorded_as_ingested(aivj_env, dagster_inst
     write_jsonl(aivj_env.data_dir / "a.jsonl", rows(5))
     result = _tick(dagster_instance)
     key = result.run_requests[0].partition_key
-    assert dg.materialize([raw_pairs], instance=dagster_instance, partition_key=key).success
+    assert dg.materialize([raw_pairs], instance=dagster_instance, partition_key=key,
+                          resources=build_resources()).success
     _tick(dagster_instance, cursor=result.cursor)
     [entry] = Ledger(aivj_env).load()
     assert (entry["status"], entry["rows"], entry["partition"]) == ("ingested", 5, key)

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 from aivj_assets.assets.raw_pairs import data_files, raw_pairs
 from aivj_assets.data.scan import scan_tick
 from aivj_assets.data.store import Store
+from aivj_assets.resources.wiring import build_resources
 from aivj_assets_tests.data.helpers import rows, write_jsonl, write_parquet
 
 
@@ -22,7 +23,8 @@ def _register(settings, instance):
 
 
 def _materialize(instance, key):
-    return dg.materialize([raw_pairs], instance=instance, partition_key=key, raise_on_error=False)
+    return dg.materialize([raw_pairs], instance=instance, partition_key=key, raise_on_error=False,
+                          resources=build_resources())
 
 
 def _checks(result):

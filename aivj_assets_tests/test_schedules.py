@@ -115,6 +115,9 @@ def test_facts_from_the_registry_and_store(aivj_env) -> None:
     loser = _version(registry, "incremental", ["p1", "p2", "p3"], 0.958)
     registry.reject(loser, ["does not beat the champion"], by="test")
     assert read_facts(aivj_env).last_improvement == pytest.approx(-0.002 / 0.96)
+    # Judged with the paired test: its gain on the gate rows, against the champion measured with it.
+    registry.update(loser, paired={"gain": 0.0004}, champion_measured={"val_accuracy": 0.94})
+    assert read_facts(aivj_env).last_improvement == pytest.approx(0.0004 / 0.94)
     assert read_facts(aivj_env).incremental_done is None  # p3 is new, and no incremental has tried it
     assert read_facts(aivj_env).new_training_rows == 0  # p3 was stored with no rows
     # A promotion killed before the pointers moved: the nightly tick puts them right.

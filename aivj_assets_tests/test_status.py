@@ -46,8 +46,9 @@ def test_shows_who_paused_the_champion_and_the_last_run(aivj_env, dagster_instan
     registry = Registry(aivj_env.models_dir)
     version = registry.register(
         {"w": torch.zeros(2)},
-        {"stage": "full", "metrics": {"elite_accuracy": 0.97, "val_accuracy": 0.93, "f1": 0.92}},
+        {"stage": "full", "metrics": {}},
     )
+    registry.update(version, measured={"elite_accuracy": 0.97, "val_accuracy": 0.93, "f1": 0.92})  # as judged
     registry.promote(version, by="test")
     result = dg.materialize([tiny_step], instance=dagster_instance)
 

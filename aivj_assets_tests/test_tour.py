@@ -85,7 +85,7 @@ def test_demo_promotes_a_champion_leaves_designs_files_and_a_rerun_reuses_them(a
     assert "aivj demo: promoted in " in out
     assert f"champion: {version} (full stage)" in out
     assert re.search(r"elite accuracy \(held-out judging part\) [01]\.\d{4}  gate >= 0\.95", out), out
-    assert re.search(r"validation accuracy\s+[01]\.\d{4}  gate >= 0\.90", out), out
+    assert re.search(r"validation accuracy \(gate rows\)\s+[01]\.\d{4}  gate >= 0\.90  \(\d+ rows\)", out), out
     assert str(settings.models_dir / "coupling_net_best.pth") in out and "aivj up" in out
 
     # The whole training ran through Dagster on the persistent instance in DAGSTER_HOME.

@@ -48,16 +48,15 @@ def run_tour(root: Path, corpus: Path, pairs: int, elite: int) -> dict[str, floa
     result = tour(load_settings(), pairs=pairs, elite=elite, seed=0, out=lambda line: None)
     if result.outcome != "promoted":
         raise RuntimeError(f"tour ended {result.outcome}: {result.candidates}")
-    m = result.champion["metrics"]
+    m = result.champion["measured"]
     return {**result.seconds, "val_accuracy": m["val_accuracy"], "elite_accuracy": m["elite_accuracy"]}
 
 
 def run_engine(store_home: Path, work: Path) -> dict[str, float]:
     """B: the same warm-up and full epochs on the same stored rows with ``train`` alone."""
-    import numpy as np
     import pyarrow as pa
 
-    from aivj_assets.data.split import validation_mask
+    from aivj_assets.data.split import GATE, SELECTION, TRAIN, corpus_part
     from aivj_assets.data.store import Store
     from aivj_assets.settings import load_settings
     from aivj_assets.training.dataset import elite_parts, tensors_from_table
@@ -69,20 +68,20 @@ def run_engine(store_home: Path, work: Path) -> dict[str, float]:
     t0 = time.monotonic()
     store = Store(settings)
     table = store.read_partitions()
-    val_mask = validation_mask(table.column("row_hash").to_numpy(zero_copy_only=False), settings.val_fraction)
-    rows = tensors_from_table(table.filter(pa.array(~val_mask)))
-    val = tensors_from_table(table.filter(pa.array(np.asarray(val_mask))))
+    part = corpus_part(table.column("row_hash").to_numpy(zero_copy_only=False), settings.selection_fraction,
+                       settings.gate_fraction)
+    rows, selection, val = (tensors_from_table(table.filter(pa.array(part == p))) for p in (TRAIN, SELECTION, GATE))
     warm, judge = elite_parts(store.elite_table())
     model = build_model(settings, rows.audio_dim, rows.preset_dim)
     t1 = time.monotonic()
     warm_cfg = TrainConfig.from_settings(settings, epochs=settings.warmup_epochs, identity="bench-warm",
                                          checkpoint_dir=work / "warm")
-    result = train(model, warm, val=val, elite=judge, config=warm_cfg, log=lambda line: None)
+    result = train(model, warm, selection=selection, config=warm_cfg, log=lambda line: None)
     model.load_state_dict(result.state_dict)
     t2 = time.monotonic()
     full_cfg = TrainConfig.from_settings(settings, epochs=settings.full_epochs, identity="bench-full",
                                          checkpoint_dir=work / "full")
-    result = train(model, rows, val=val, elite=judge, config=full_cfg, log=lambda line: None)
+    result = train(model, rows, selection=selection, config=full_cfg, log=lambda line: None)
     model.load_state_dict(result.state_dict)
     t3 = time.monotonic()
     on_judge, on_val = evaluate(model, judge), evaluate(model, val)

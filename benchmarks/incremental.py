@@ -8,7 +8,7 @@ On the demo corpus (``aivj_assets.data.demo``), ingested into a temporary store:
      B. a full retrain: ``train_warmup`` + ``train_full`` on every partition.
 Reported (medians): wall-time ratio A/B (target < 0.1), validation-accuracy difference A-B in
 points (target within 0.5), and forgetting: the champion's accuracy on the old validation rows
-minus A's (and B's). All models are measured on the same rows.
+minus A's (and B's). All models are measured on the same gate rows.
 
     .venv/bin/python benchmarks/incremental.py [--pairs 104040] [--new-share 0.01] [--repeats 3]
 """
@@ -35,8 +35,8 @@ from aivj_assets.data.scan import scan_tick
 from aivj_assets.registry import Registry
 from aivj_assets.settings import Settings, load_settings
 from aivj_assets.stages import (
-    corpus_split,
     elite_split,
+    gate_rows,
     new_partitions,
     train_full,
     train_incremental,
@@ -119,9 +119,10 @@ def main() -> None:
     write_new_file(settings, int(args.pairs * args.new_share))
     new_keys, seq = ingest_new_files(settings, seq)
     assert new_partitions(settings, registry)[1] == new_keys
-    _, val_all = corpus_split(settings)
-    _, val_old = corpus_split(settings, old_keys)
-    _, val_new = corpus_split(settings, new_keys)
+    # Every model is measured on gate rows: rows no training and no epoch choice has read.
+    val_all = gate_rows(settings).rows
+    val_old = gate_rows(settings, old_keys).rows
+    val_new = gate_rows(settings, new_keys).rows
     _, judge = elite_split(settings)
     champ_old = accuracy(settings, registry, champion, val_old)
 

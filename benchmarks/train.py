@@ -33,7 +33,7 @@ from torch.nn import functional as F
 from aivj_assets.data.demo import draw_pairs
 from aivj_assets.data.split import row_hashes
 from aivj_assets.training.checkpoints import CheckpointManager
-from aivj_assets.training.dataset import PairTensors, split_validation
+from aivj_assets.training.dataset import PairTensors, split_parts
 from aivj_assets.training.loop import TrainConfig, resolve_device, train
 from aivj_assets.training.model import CouplingNet, atomic_torch_save, count_parameters
 
@@ -65,7 +65,7 @@ def run_ours(model: nn.Module, data: PairTensors, val: PairTensors, batch: int, 
                          checkpoint_every=every, checkpoint_keep=5, checkpoint_dir=Path(tempfile.mkdtemp(dir=work)),
                          identity="bench", resume=False, device=device, bf16=bf16)
     started = time.perf_counter()
-    result = train(model, data, val=val, config=config, log=lambda line: None)
+    result = train(model, data, selection=val, config=config, log=lambda line: None)
     seconds = time.perf_counter() - started
     assert result.status == "finished" and result.samples == len(data)
     return seconds
@@ -152,7 +152,7 @@ def main() -> None:
     args = ap.parse_args()
     device = resolve_device(args.device)
     data_all = make_data(args.rows)
-    data, val = split_validation(data_all, 0.1)
+    data, val, _ = split_parts(data_all, 0.05, 0.1)
     work = Path(tempfile.mkdtemp(prefix="aivj-bench-"))
     print(machine())
     probe = fresh_model(data.audio_dim, data.preset_dim, data)

@@ -18,6 +18,7 @@ from dagster import AssetExecutionContext, DagsterEventType
 from aivj_assets.assets.elite_set import elite_set
 from aivj_assets.assets.raw_pairs import raw_pairs
 from aivj_assets.registry import Registry
+from aivj_assets.resources.wiring import NotifierResource, run_log_excerpt
 from aivj_assets.settings import Settings, load_settings
 
 OWNERS = ["team:aivj"]
@@ -65,8 +66,8 @@ def _num(value: Any) -> float | None:
 
 
 def epoch_table(history: list[dict[str, Any]]) -> str:
-    """The per-epoch history as a Markdown table."""
-    cols = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_f1", "elite_accuracy", "lr", "seconds")
+    """The per-epoch history as a Markdown table (selection rows: they pick the best epoch)."""
+    cols = ("epoch", "train_loss", "selection_loss", "selection_accuracy", "selection_f1", "lr", "seconds")
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for h in history:
         cells = [f"{h[c]:.4g}" if isinstance(h.get(c), float) else str(h.get(c, "")) for c in cols]
@@ -105,8 +106,8 @@ def _stage_output(context: AssetExecutionContext, settings: Settings, result) ->
         "version": dg.MetadataValue.text(result.version),
         "parent": dg.MetadataValue.text(result.parent or "none"),
         "status": result.status,
-        "val_accuracy": _num(m.get("val_accuracy")), "elite_accuracy": _num(m.get("elite_accuracy")),
-        "f1": _num(m.get("f1")), "val_loss": _num(m.get("val_loss")),
+        "selection_accuracy": _num(m.get("selection_accuracy")), "selection_f1": _num(m.get("selection_f1")),
+        "selection_loss": _num(m.get("selection_loss")), "best_epoch": m.get("best_epoch") or -1,
         "samples_trained": int(m.get("samples_trained") or result.samples),
         "duration": _num(m.get("duration_seconds") or result.seconds),
         "rows": result.rows, "resumed_from": result.resumed_from or "",
@@ -193,7 +194,7 @@ def candidates_in_run(context: AssetExecutionContext) -> list[str]:
 @dg.asset(group_name="models", kinds={"pytorch"}, owners=OWNERS, deps=[full_model, incremental_model],
           description="The champion. Moves only to a candidate of this run that passed every blocking gate; "
                       "models/latest and models/coupling_net_best.pth follow it atomically.")
-def promoted_model(context: AssetExecutionContext) -> dg.Output:
+def promoted_model(context: AssetExecutionContext, notifier: NotifierResource) -> dg.Output:
     """Promote this run's best judged candidate (blocking gates already stopped any failing one)."""
     from aivj_assets.promotion import promote_best
 
@@ -204,7 +205,8 @@ def promoted_model(context: AssetExecutionContext) -> dg.Output:
     if unjudged:
         raise dg.Failure(f"candidates {unjudged} have no verdict: their gate checks did not run in this run",
                          allow_retries=False)
-    outcome = promote_best(settings, registry, versions, run_id=context.run.run_id)
+    outcome = promote_best(settings, registry, versions, run_id=context.run.run_id, notify=notifier.notify,
+                           log_excerpt=run_log_excerpt(context.instance, context.run.run_id))
     champion = registry.champion()
     measured = (champion or {}).get("measured") or (champion or {}).get("metrics") or {}
     paired = (champion or {}).get("paired") or {}
@@ -213,7 +215,8 @@ def promoted_model(context: AssetExecutionContext) -> dg.Output:
         "promoted": outcome["promoted"] is not None,
         "candidates": ", ".join(versions) or "none in this run",
         "elite_accuracy": _num(measured.get("elite_accuracy")), "val_accuracy": _num(measured.get("val_accuracy")),
-        "f1": _num(measured.get("f1")), "mcnemar_p_value": _num(paired.get("p_value")),
+        "f1": _num(measured.get("f1")), "gain_points": _num(100 * paired["gain"]) if paired else None,
+        "p_value": _num(paired.get("p_better")),
         "pruned_versions": ", ".join(outcome["pruned"]) or "none",
         "held_back": ", ".join(outcome["held"]) or "none",
     }

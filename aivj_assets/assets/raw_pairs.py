@@ -1,8 +1,9 @@
 """raw_pairs: one dynamic partition per ingested data file, validated into the store.
 
 The asset is thin: :func:`aivj_assets.data.ingest.ingest_partition` does the work; here
-its report becomes metadata and four asset checks, emitted with the materialisation so
-that they judge exactly the file just stored.
+its report becomes metadata and asset checks, emitted with the materialisation so that
+they judge exactly the file just stored. Then the champion is scored on the new rows
+(test-then-train, :mod:`aivj_assets.out_of_time`) before any model trains on them.
 """
 
 
@@ -10,6 +11,9 @@ import dagster as dg
 
 from aivj_assets.data.contract import DataFileError
 from aivj_assets.data.ingest import IngestReport, ingest_partition
+from aivj_assets.out_of_time import score_partition
+from aivj_assets.registry import Registry
+from aivj_assets.resources.wiring import NotifierResource
 from aivj_assets.settings import Settings, load_settings
 
 data_files = dg.DynamicPartitionsDefinition(name="data_files")
@@ -18,6 +22,7 @@ CHECK_VECTOR_LENGTHS = "vector_lengths_match_lineage"
 CHECK_BAD_ROWS = "bad_row_share"
 CHECK_LABEL_BALANCE = "label_balance"
 CHECK_DRIFT = "feature_drift"
+CHECK_OUT_OF_TIME = "champion_out_of_time"
 
 _SPECS = [
     dg.AssetCheckSpec(CHECK_VECTOR_LENGTHS, asset="raw_pairs", blocking=True,
@@ -26,6 +31,9 @@ _SPECS = [
     dg.AssetCheckSpec(CHECK_LABEL_BALANCE, asset="raw_pairs", description="Both labels are present in fair share."),
     dg.AssetCheckSpec(CHECK_DRIFT, asset="raw_pairs",
                       description="Feature distribution (PSI of binned features) matches the corpus so far."),
+    dg.AssetCheckSpec(CHECK_OUT_OF_TIME, asset="raw_pairs",
+                      description="Test-then-train: the champion's accuracy on this new file, before any model "
+                                  "trains on it, is within drift_drop points of the recent files' trailing mean."),
 ]
 
 
@@ -80,19 +88,45 @@ def check_feature_drift(report: IngestReport, settings: Settings) -> dg.AssetChe
     )
 
 
+def score_out_of_time(context: dg.AssetExecutionContext, settings: Settings,
+                      notifier: NotifierResource) -> tuple[dict, dg.AssetCheckResult]:
+    """The champion scored on the partition just stored: its metadata (plotted per partition in the
+    UI) and the warning check. A scoring error warns with its reason and never fails the ingest."""
+    key = context.partition_key
+    try:
+        result = score_partition(settings, Registry(settings.models_dir), key, notify=notifier.notify,
+                                 log=context.log.info)
+    except Exception as exc:  # the rows are stored; the owner still learns the score is missing, and why
+        context.log.warning(f"{key}: could not score the champion on it: {exc}")
+        return {}, dg.AssetCheckResult(check_name=CHECK_OUT_OF_TIME, passed=False, severity=dg.AssetCheckSeverity.WARN,
+                                       description=f"could not score the champion: {exc}"[:500])
+    if result is None:
+        return {}, dg.AssetCheckResult(check_name=CHECK_OUT_OF_TIME, passed=True, severity=dg.AssetCheckSeverity.WARN,
+                                       description="no champion, or the champion was trained on this file")
+    metadata = {"champion_accuracy": result.accuracy, "champion_version": result.champion,
+                "champion_accuracy_low": result.interval[0], "champion_accuracy_high": result.interval[1]}
+    return metadata, dg.AssetCheckResult(
+        check_name=CHECK_OUT_OF_TIME, passed=result.passed(settings.drift_drop), severity=dg.AssetCheckSeverity.WARN,
+        description=result.line(),
+        metadata={**metadata, "rows": result.rows, "drop_points": result.drop_points, "bound_points": settings.drift_drop,
+                  "trailing_mean": result.trailing_mean if result.trailing_mean is not None else -1.0,
+                  "trailing_files": result.trailing_files})
+
+
 @dg.asset(
     partitions_def=data_files,
     group_name="data",
     check_specs=_SPECS,
     description="The good rows of one data file, validated and normalised into the store.",
 )
-def raw_pairs(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+def raw_pairs(context: dg.AssetExecutionContext, notifier: NotifierResource) -> dg.MaterializeResult:
     settings = load_settings()
     try:
         report = ingest_partition(settings, context.partition_key)
     except DataFileError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
     context.log.info(f"{report.source_path}: {report.rows} rows stored, {report.bad_rows} kept aside")
+    scores, out_of_time = score_out_of_time(context, settings, notifier)
     return dg.MaterializeResult(
         metadata={
             "rows": report.rows,
@@ -105,12 +139,14 @@ def raw_pairs(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
             "quarantine": dg.MetadataValue.path(report.quarantine_path or "none"),
             "bytes": report.bytes,
             "drift_psi_mean": report.drift.get("mean", 0.0),
+            **scores,
         },
         check_results=[
             check_vector_lengths(report, settings),
             check_bad_row_share(report, settings),
             check_label_balance(report, settings),
             check_feature_drift(report, settings),
+            out_of_time,
         ],
     )
 

@@ -1,8 +1,9 @@
 """Row identity and the deterministic splits that never move a row between sides.
 
 A row's identity is a 64-bit hash of its normalised content (float32 vectors and label), so
-the same pair always lands on the same side of the validation split and of the elite
-warm-up/judging split however the corpus grows. This is the one place that decides.
+the same pair always lands in the same part of the corpus (training, selection, gate) and
+on the same side of the elite warm-up/judging split however the corpus grows. This is the one
+place that decides.
 
 The hash is computed column by column over all rows at once (a splitmix64-style mix of each
 32-bit word), because a per-row cryptographic hash in Python was most of the ingest time. It
@@ -15,6 +16,7 @@ import binascii
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 ROW_HASH_CHARS = 16  # hex characters: 64 bits, ample for millions of rows
 _CHUNK_ROWS = 1024  # rows per block of the row hash: the fastest size measured (benchmarks/RESULTS.md)
@@ -109,11 +111,41 @@ def _unit(hashes, start: int) -> np.ndarray:
     return halves[:, start // 8].astype(np.float64) / float(1 << 32)
 
 
-def validation_mask(hashes, fraction: float) -> np.ndarray:
-    """True for rows on the validation side (first 32 bits of the hash)."""
-    return _unit(hashes, 0) < fraction
+TRAIN, SELECTION, GATE = 0, 1, 2  # the parts of the corpus a row can land in (:func:`corpus_part`)
+
+
+def corpus_part(hashes, selection_fraction: float, gate_fraction: float) -> np.ndarray:
+    """Each row's part (``TRAIN``, ``SELECTION`` or ``GATE``) from the first 32 bits of its hash.
+
+    Gate rows are those under ``gate_fraction``, selection rows the next ``selection_fraction``:
+    a row's part depends on its content alone, so it never moves as the corpus grows.
+    """
+    u = _unit(hashes, 0)
+    part = np.full(len(u), TRAIN, dtype=np.int8)
+    part[u < gate_fraction + selection_fraction] = SELECTION
+    part[u < gate_fraction] = GATE
+    return part
+
+
+def corpus_masks(hashes: pa.Array | pa.ChunkedArray, selection_fraction: float, gate_fraction: float,
+                 elite_warmup: pa.Array, elite_judge: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train, selection, gate) masks of corpus rows: disjoint, and no model judged on its own rows.
+
+    The owner's elite pairs may also sit in the refined data. A row of the elite judging part
+    never trains and never picks an epoch (it judges); a row of the elite warm-up part, which
+    every warm-up trains on, never selects or judges.
+    """
+    part = corpus_part(hashes.to_numpy(zero_copy_only=False), selection_fraction, gate_fraction)
+
+    def among(values: pa.Array) -> np.ndarray:
+        if not len(values):
+            return np.zeros(len(part), bool)
+        return np.asarray(pc.is_in(hashes, value_set=values).to_numpy(zero_copy_only=False), bool)
+
+    warm, judge = among(elite_warmup), among(elite_judge)
+    return (part == TRAIN) & ~judge, (part == SELECTION) & ~judge & ~warm, (part == GATE) & ~warm
 
 
 def judge_mask(hashes, fraction: float) -> np.ndarray:
-    """True for elite rows held out for judging (the other 32 bits, independent of validation)."""
+    """True for elite rows held out for judging (the other 32 bits, independent of the corpus parts)."""
     return _unit(hashes, 8) < fraction

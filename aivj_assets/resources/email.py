@@ -1,4 +1,4 @@
-"""Detailed email reports (metrics table, reasons, log excerpt) through smtplib."""
+"""Detailed email reports (the gate table, reasons, log excerpt) through smtplib."""
 
 from __future__ import annotations
 
@@ -23,39 +23,50 @@ def configured(settings: Settings) -> bool:
     return bool(settings.smtp_host and settings.smtp_to and (settings.smtp_from or settings.smtp_user))
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4f}"
+def cell(value: Any) -> str:
+    """A value as the report shows it: 4 decimals, small p-values in scientific notation."""
+    if value is None:
+        return ""
+    if isinstance(value, float):  # a p-value of 1e-9 is not "0.0000"
+        return f"{value:.4f}" if value == 0 or abs(value) >= 1e-3 else f"{value:.2g}"
     return str(value)
 
 
-def metrics_rows(details: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """(metric, value, champion's value) rows from ``details["metrics"]`` and ``details["champion"]``."""
-    metrics = details.get("metrics") or {}
-    champion = details.get("champion") or {}
-    return [(k, _fmt(v), _fmt(champion[k]) if k in champion else "") for k, v in metrics.items()]
+GATE_COLUMNS = ("gate", "candidate", "champion", "95% interval", "measured", "bound", "verdict")
+
+
+def _interval(value: Any) -> str:
+    return f"[{value[0]:.4f}, {value[1]:.4f}]" if isinstance(value, list | tuple) and len(value) == 2 else ""
+
+
+def gate_rows(details: dict[str, Any]) -> list[tuple[str, ...]]:
+    """The table's rows from ``details["gates"]``: each gate's candidate and champion figures, the
+    interval of its estimate, what it compared (``value``) with its bound, and the verdict."""
+    return [(str(g.get("gate", "")), cell(g.get("candidate")), cell(g.get("champion")),
+             _interval(g.get("interval")), cell(g.get("value")), cell(g.get("bound")), str(g.get("verdict", "")))
+            for g in details.get("gates") or []]
 
 
 def build_report(settings: Settings, event: str, text: str, details: dict[str, Any]) -> EmailMessage:
-    """The email for ``event``: text, metrics table, reasons, other facts, log excerpt."""
+    """The email for ``event``: text, the gate table, reasons, other facts, log excerpt."""
     msg = EmailMessage()
     first_line = text.splitlines()[0] if text else event
     msg["Subject"] = f"[AIVJ] {event}: {first_line}"[:200]
     msg["From"] = settings.smtp_from or settings.smtp_user
     msg["To"] = settings.smtp_to
-    rows = metrics_rows(details)
+    rows = gate_rows(details)
     reasons = [str(r) for r in details.get("reasons") or []]
-    facts = {k: v for k, v in details.items() if k not in ("metrics", "champion", "reasons", "log")}
+    facts = {k: v for k, v in details.items() if k not in ("gates", "reasons", "log")}
     log_lines = str(details.get("log") or "").splitlines()[-LOG_EXCERPT_LINES:]
 
     plain = [text, ""]
     if rows:
-        plain.append(f"{'metric':<24} {'candidate':>12} {'champion':>12}")
-        plain += [f"{m:<24} {v:>12} {c:>12}" for m, v, c in rows]
+        widths = [max(len(r[i]) for r in [GATE_COLUMNS, *rows]) for i in range(len(GATE_COLUMNS))]
+        plain += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [GATE_COLUMNS, *rows]]
         plain.append("")
     if reasons:
         plain += ["Reasons:"] + [f"- {r}" for r in reasons] + [""]
-    plain += [f"{k}: {_fmt(v)}" for k, v in facts.items()]
+    plain += [f"{k}: {cell(v)}" for k, v in facts.items()]
     if log_lines:
         plain += ["", "Log excerpt:"] + log_lines
     msg.set_content("\n".join(plain))
@@ -63,13 +74,14 @@ def build_report(settings: Settings, event: str, text: str, details: dict[str, A
     esc = html.escape
     parts = [f"<p>{esc(text)}</p>"]
     if rows:
-        parts.append("<table border='1' cellpadding='4'><tr><th>metric</th><th>candidate</th><th>champion</th></tr>")
-        parts += [f"<tr><td>{esc(m)}</td><td>{esc(v)}</td><td>{esc(c)}</td></tr>" for m, v, c in rows]
+        parts.append("<table border='1' cellpadding='4'><tr>" + "".join(f"<th>{esc(c)}</th>" for c in GATE_COLUMNS)
+                     + "</tr>")
+        parts += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows]
         parts.append("</table>")
     if reasons:
         parts.append("<p>Reasons:</p><ul>" + "".join(f"<li>{esc(r)}</li>" for r in reasons) + "</ul>")
     if facts:
-        parts.append("<ul>" + "".join(f"<li>{esc(k)}: {esc(_fmt(v))}</li>" for k, v in facts.items()) + "</ul>")
+        parts.append("<ul>" + "".join(f"<li>{esc(k)}: {esc(cell(v))}</li>" for k, v in facts.items()) + "</ul>")
     if log_lines:
         parts.append("<p>Log excerpt:</p><pre>" + esc("\n".join(log_lines)) + "</pre>")
     msg.add_alternative("<html><body>" + "".join(parts) + "</body></html>", subtype="html")

@@ -29,7 +29,7 @@ log = logging.getLogger("aivj.notify")
 EVENTS = (
     "new_data", "training_started", "training_finished", "training_failed", "window_closed",
     "gate_rejected", "promoted", "degradation", "paused", "resumed", "resource_alert",
-    "resource_clear", "run_failed",
+    "resource_clear", "run_failed", "drift",
 )
 DEDUP_SECONDS = 600.0
 HOURLY_CAP = 30
@@ -123,3 +123,15 @@ def notify(settings: Settings, event: str, text: str, details: dict[str, Any] | 
             _deliver(settings, event, "email", lambda: email_channel.send_report(settings, report))
     except Exception as exc:  # notify must never fail a run
         log.warning("notification %s dropped: %s", event, telegram.scrub(f"{exc.__class__.__name__}: {exc}", settings))
+
+
+class Notifier:
+    """The owner's channels bound to one settings object: what policy code is handed to tell the
+    owner (``notifier(event, text, details)``), so it never reaches for Telegram or SMTP itself."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def __call__(self, event: str, text: str, details: dict[str, Any] | None = None) -> None:
+        """Send ``text`` (and a detailed email when ``details`` is given); never raises."""
+        notify(self.settings, event, text, details)

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 import torch
 from torch import Tensor
 
-from aivj_assets.data.split import row_hashes, validation_mask
+from aivj_assets.data.split import GATE, SELECTION, TRAIN, corpus_part, row_hashes
 
 
 @dataclass
@@ -185,10 +185,11 @@ def tensors_from_table(table: pa.Table, source: str = "table") -> PairTensors:
     )
 
 
-def split_validation(t: PairTensors, fraction: float) -> tuple[PairTensors, PairTensors]:
-    """(train, val) by each row's content hash: a row never changes side as data grows."""
-    mask = validation_mask(t.row_hash, fraction) if len(t) else np.zeros(0, dtype=bool)
-    return t.subset(~mask), t.subset(mask)
+def split_parts(t: PairTensors, selection_fraction: float,
+                gate_fraction: float) -> tuple[PairTensors, PairTensors, PairTensors]:
+    """(train, selection, gate) rows by each row's content hash (:func:`corpus_part`)."""
+    part = corpus_part(t.row_hash, selection_fraction, gate_fraction)
+    return t.subset(part == TRAIN), t.subset(part == SELECTION), t.subset(part == GATE)
 
 
 def elite_parts(table: pa.Table, source: str = "elite_set") -> tuple[PairTensors, PairTensors]:

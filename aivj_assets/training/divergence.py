@@ -32,9 +32,9 @@ class Counters:
 
 
 def score(record: dict[str, Any]) -> list[float]:
-    """Higher is better: validation accuracy, then lower validation loss (train loss without val)."""
-    acc = record.get("val_accuracy", math.nan)
-    loss = record.get("val_loss", math.nan)
+    """Higher is better: selection accuracy, then lower selection loss (train loss without selection rows)."""
+    acc = record.get("selection_accuracy", math.nan)
+    loss = record.get("selection_loss", math.nan)
     if math.isnan(acc):
         return [0.0, -record.get("train_loss", math.inf)]
     return [acc, -loss if not math.isnan(loss) else -math.inf]
@@ -42,8 +42,8 @@ def score(record: dict[str, Any]) -> list[float]:
 
 def _worse(cur: dict[str, Any], prev: dict[str, Any]) -> bool:
     """Both headline metrics fell: accuracy lower and F1 not higher than the epoch before."""
-    acc, pacc = cur.get("val_accuracy", math.nan), prev.get("val_accuracy", math.nan)
-    f1, pf1 = cur.get("val_f1", math.nan), prev.get("val_f1", math.nan)
+    acc, pacc = cur.get("selection_accuracy", math.nan), prev.get("selection_accuracy", math.nan)
+    f1, pf1 = cur.get("selection_f1", math.nan), prev.get("selection_f1", math.nan)
     if math.isnan(acc) or math.isnan(pacc):
         return False
     return acc < pacc and not (f1 > pf1)
@@ -66,19 +66,19 @@ def judge_epoch(
     if len(history) < 2:
         return events, False
     prev = history[-2]
-    vl, pvl = cur.get("val_loss", math.nan), prev.get("val_loss", math.nan)
+    vl, pvl = cur.get("selection_loss", math.nan), prev.get("selection_loss", math.nan)
 
     counters.rise_streak = counters.rise_streak + 1 if vl > pvl else 0
     if val_loss_rise_epochs > 0 and counters.rise_streak == val_loss_rise_epochs:
         events.append({
             "kind": "val_loss_rising", "epoch": epoch, "step": step,
-            "message": f"validation loss rose {counters.rise_streak} epochs in a row (now {vl:.4f})",
+            "message": f"selection loss rose {counters.rise_streak} epochs in a row (now {vl:.4f})",
         })
     # Only a jump up counts: a large fall is the model learning, not oscillating.
     if pvl > 0 and not math.isnan(vl) and (vl - pvl) / pvl > loss_change_max:
         events.append({
             "kind": "loss_oscillation", "epoch": epoch, "step": step,
-            "message": f"validation loss changed {100 * (vl - pvl) / pvl:+.0f}% in one epoch "
+            "message": f"selection loss changed {100 * (vl - pvl) / pvl:+.0f}% in one epoch "
             f"({pvl:.4f} -> {vl:.4f}; limit {100 * loss_change_max:.0f}%)",
         })
 
@@ -90,6 +90,6 @@ def judge_epoch(
         events.append({
             "kind": "restored_best", "epoch": epoch, "step": step,
             "message": f"metrics worsened {worsen_epochs} epochs in a row; restored the weights of "
-            f"epoch {counters.best_epoch} (val accuracy {counters.best_score[0]:.4f})",
+            f"epoch {counters.best_epoch} (selection accuracy {counters.best_score[0]:.4f})",
         })
     return events, restore

@@ -8,7 +8,6 @@ checkpoint. A NaN/Inf loss restores the last healthy checkpoint with half the le
 from __future__ import annotations
 
 import math
-import random
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -16,7 +15,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -31,6 +29,7 @@ from aivj_assets.training.run_state import (
     clone_state,
     get_rng_state,
     progress_line,
+    seed_everything,
     set_rng_state,
 )
 
@@ -70,24 +69,26 @@ def train(
     model: nn.Module,
     data: PairTensors | Callable[[], PairTensors],
     *,
-    val: PairTensors,
-    elite: PairTensors | None = None,
+    selection: PairTensors,
     config: TrainConfig,
     control: Callable[[dict[str, Any]], str] | None = None,
     log: Callable[[str], None] = print,
 ) -> TrainResult:
-    """Train ``model`` for ``config.epochs``, resuming this identity's latest checkpoint if any."""
-    return _Trainer(model, data, val, elite, config, control, log).run()
+    """Train ``model`` for ``config.epochs``, resuming this identity's latest checkpoint if any.
+
+    ``selection`` rows pick the best epoch and drive the per-epoch rules; the rows that judge
+    the result (gate rows, elite judging rows) are never handed to training.
+    """
+    return _Trainer(model, data, selection, config, control, log).run()
 
 
 class _Trainer:
-    def __init__(self, model, data, val, elite, cfg: TrainConfig, control, log) -> None:
+    def __init__(self, model, data, selection, cfg: TrainConfig, control, log) -> None:
         self.cfg, self.log, self.control = cfg, log, control
         self.device = resolve_device(cfg.device)
         self.model = model.to(self.device)
         self.get_data = data if callable(data) else (lambda: data)
-        self.val = val.to(self.device)
-        self.elite = elite.to(self.device) if elite is not None and len(elite) else None
+        self.selection = selection.to(self.device)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         self.ckpt = CheckpointManager(cfg.checkpoint_dir, cfg.identity, cfg.checkpoint_keep,
                                       background=cfg.checkpoint_background)
@@ -181,9 +182,7 @@ class _Trainer:
             self.log(f"fresh start for {cfg.identity!r}: removed {len(removed)} checkpoints of another training")
         if self.loss_log:
             self.loss_log.truncate_after(0)
-        random.seed(cfg.seed)
-        np.random.seed(cfg.seed % (1 << 32))
-        torch.manual_seed(cfg.seed)
+        seed_everything(cfg.seed)
         self._save()  # step_0000: the first healthy point a NaN can fall back to
 
     # --- losses and divergence ---------------------------------------------------------
@@ -347,12 +346,11 @@ class _Trainer:
 
     def _end_epoch(self, n: int, n_batches: int) -> None:
         r, cfg = self.run_, self.cfg
-        v = evaluate(self.model, self.val, device=self.device)
-        e = evaluate(self.model, self.elite, device=self.device)["accuracy"] if self.elite is not None else math.nan
+        v = evaluate(self.model, self.selection, device=self.device)
         record = {
             "epoch": r.epoch + 1, "step": r.step, "train_loss": self.run_epoch_loss(),
-            "val_loss": v["loss"], "val_accuracy": v["accuracy"], "val_f1": v["f1"],
-            "val_precision": v["precision"], "val_recall": v["recall"], "elite_accuracy": e,
+            "selection_loss": v["loss"], "selection_accuracy": v["accuracy"], "selection_f1": v["f1"],
+            "selection_precision": v["precision"], "selection_recall": v["recall"],
             "lr": self.opt.param_groups[0]["lr"], "rows": n,
             "seconds": r.epoch_seconds + (time.monotonic() - self.epoch_t0),
         }
@@ -368,9 +366,9 @@ class _Trainer:
             self.log(f"[{ev['kind']}] epoch {ev['epoch']}: {ev['message']}")
         r.events.extend(events)
         self.log(
-            f"epoch {r.epoch + 1}/{cfg.epochs} done: train loss {record['train_loss']:.4f}, val loss "
-            f"{record['val_loss']:.4f}, val acc {record['val_accuracy']:.4f}, val F1 {record['val_f1']:.4f}, "
-            f"elite acc {e:.4f}, {record['seconds']:.1f}s"
+            f"epoch {r.epoch + 1}/{cfg.epochs} done: train loss {record['train_loss']:.4f}, selection loss "
+            f"{record['selection_loss']:.4f}, selection acc {record['selection_accuracy']:.4f}, "
+            f"selection F1 {record['selection_f1']:.4f}, {record['seconds']:.1f}s"
         )
         r.epoch, r.pos = r.epoch + 1, 0
         r.finished = r.epoch >= cfg.epochs  # the last epoch's checkpoint is also the final one
@@ -386,8 +384,8 @@ class _Trainer:
         else:
             state = clone_state(self.model.state_dict())
         record = next((h for h in r.history if h["epoch"] == best), r.history[-1] if r.history else {})
-        metrics = {k: record[k] for k in ("val_loss", "val_accuracy", "val_f1", "val_precision", "val_recall",
-                                          "elite_accuracy", "train_loss") if k in record}
+        metrics = {k: record[k] for k in ("selection_loss", "selection_accuracy", "selection_f1",
+                                          "selection_precision", "selection_recall", "train_loss") if k in record}
         metrics.update(epoch=record.get("epoch"), epochs_done=r.epoch, nan_recoveries=r.counters.nan_recoveries,
                        restored_best=r.counters.restored_best, lr_scale=r.counters.lr_scale,
                        config={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self.cfg).items()})

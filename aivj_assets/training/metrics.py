@@ -39,10 +39,16 @@ def predict(model: nn.Module, data: PairTensors, *, batch_size: int = 4096, devi
 
 def evaluate(model: nn.Module, data: PairTensors, *, batch_size: int = 4096, device: str = "cpu") -> dict:
     """``loss, accuracy, f1, precision, recall, n`` of ``model`` on ``data`` (NaN when empty)."""
+    return evaluate_rows(model, data, batch_size=batch_size, device=device)[0]
+
+
+def evaluate_rows(model: nn.Module, data: PairTensors, *, batch_size: int = 4096,
+                  device: str | torch.device = "cpu") -> tuple[dict, np.ndarray]:
+    """:func:`evaluate`'s figures and each row's probability of label 1, from one pass over ``data``."""
     n = len(data)
     if n == 0:
         nan = math.nan
-        return {"loss": nan, "accuracy": nan, "f1": nan, "precision": nan, "recall": nan, "n": 0}
+        return {"loss": nan, "accuracy": nan, "f1": nan, "precision": nan, "recall": nan, "n": 0}, np.zeros(0)
     logits = _logits(model, data, batch_size, device)
     label = data.label.to(logits.device)
     weight = data.weight.to(logits.device)
@@ -55,7 +61,7 @@ def evaluate(model: nn.Module, data: PairTensors, *, batch_size: int = 4096, dev
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {
+    figures = {
         "loss": loss,
         "accuracy": float((pred == truth).float().mean()),
         "f1": f1,
@@ -63,3 +69,4 @@ def evaluate(model: nn.Module, data: PairTensors, *, batch_size: int = 4096, dev
         "recall": recall,
         "n": n,
     }
+    return figures, torch.sigmoid(logits).double().cpu().numpy()

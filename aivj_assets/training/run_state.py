@@ -21,6 +21,14 @@ def clone_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
 
 
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) from one run seed: a model's initial weights
+    and every later draw then follow from the settings alone."""
+    random.seed(seed)
+    np.random.seed(seed % (1 << 32))
+    torch.manual_seed(seed)
+
+
 def get_rng_state() -> dict[str, Any]:
     """Python, NumPy, torch and CUDA generator states as tensors and plain values."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()

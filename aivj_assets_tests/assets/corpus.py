@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from aivj_assets.data.demo import REFINED_DIR, draw_elite, draw_pairs
+from aivj_assets.resources.wiring import build_resources
 from aivj_assets.settings import Settings, load_settings
 
 # Small, fast models that still clear the real gates on the demo task in a few seconds.
@@ -61,15 +62,46 @@ def _write_parquet(path: Path, audio: np.ndarray, preset: np.ndarray, labels: np
 
 def ingest(settings: Settings, instance: dg.DagsterInstance, committed_seq: int = 0) -> int:
     """Register new files as partitions and materialise each through the real raw_pairs asset."""
-    from aivj_assets.assets.raw_pairs import raw_pairs
     from aivj_assets.data.scan import scan_tick
 
     plan = scan_tick(settings, committed_seq)
     keys = [r.partition for r in plan.requests]
     instance.add_dynamic_partitions("data_files", keys)
     for key in keys:
-        assert dg.materialize([raw_pairs], partition_key=key, instance=instance).success
+        assert materialize_partition(instance, key).success
     return plan.last_seq
+
+
+def materialize_partition(instance: dg.DagsterInstance, key: str) -> dg.ExecuteInProcessResult:
+    """One raw_pairs partition through the real asset (its checks included)."""
+    from aivj_assets.assets.raw_pairs import raw_pairs
+
+    return dg.materialize([raw_pairs], partition_key=key, instance=instance, resources=build_resources(),
+                          raise_on_error=False)
+
+
+def home_settings(root: Path, **env: str) -> Settings:
+    """Settings of a fresh home under ``root`` (data, home, instance) with the small-model training
+    values, read from an explicit environment: two of them side by side are two machines."""
+    base = {"AIVJ_HOME": str(root / "home"), "AIVJ_DATA_DIR": str(root / "data"),
+            "DAGSTER_HOME": str(root / "dagster_home"), "AIVJ_SETTLE_SECONDS": "0", **TRAINING_ENV, **env}
+    return load_settings(env=base, env_file=root / "no.env")
+
+
+def ingest_plainly(settings: Settings) -> list[str]:
+    """Ingest every settled file and the elite folder through the data layer alone (no Dagster):
+    what the raw_pairs and elite_set assets do, for tests that train stages directly."""
+    from aivj_assets.data.elite import build_elite_set
+    from aivj_assets.data.ingest import ingest_partition
+    from aivj_assets.data.scan import scan_tick
+
+    plan = scan_tick(settings, 0)
+    keys = [r.partition for r in plan.requests]
+    for key in keys:
+        ingest_partition(settings, key)
+    scan_tick(settings, plan.last_seq)
+    build_elite_set(settings)
+    return keys
 
 
 def run_job(instance: dg.DagsterInstance, name: str, **kwargs) -> dg.ExecuteInProcessResult:

@@ -11,6 +11,7 @@ import pytest
 
 from aivj_assets.importance import importance_for_version
 from aivj_assets.registry import BEST_NAME, Registry
+from aivj_assets.resources.wiring import build_resources
 from aivj_assets_tests.assets.corpus import (
     check_results,
     ingest,
@@ -24,7 +25,7 @@ from aivj_assets_tests.assets.corpus import (
 from aivj_assets_tests.resources.loopback import TOKEN, BotApi, telegram_env
 
 GATES = ("weights_finite", "weights_match_registry", "elite_accuracy", "val_accuracy", "beats_champion",
-         "val_loss_rising", "loss_oscillation", "val_accuracy_drop")
+         "elite_not_worse", "val_loss_rising", "loss_oscillation", "val_accuracy_drop", "calibration", "slices")
 
 
 @pytest.fixture
@@ -53,7 +54,7 @@ def _first_run_then_incremental(settings, dagster_instance, bot: BotApi) -> None
     mats = materialisations(result)
     full = mats["full_model"]
     warm_version, full_version = mats["warmed_model"]["version"], full["version"]
-    for key in ("val_accuracy", "elite_accuracy", "f1", "val_loss", "duration"):
+    for key in ("selection_accuracy", "selection_f1", "selection_loss", "duration"):
         assert isinstance(full[key], float)
     assert full["samples_trained"] > 0 and "| epoch |" in full["epochs"]
     # Top-10 permutation importances, named by input column, ranked by accuracy drop.
@@ -61,13 +62,14 @@ def _first_run_then_incremental(settings, dagster_instance, bot: BotApi) -> None
     assert [int(r[0]) for r in ranked] == list(range(1, 11)) and full["top_feature"] == ranked[0][1]
     drops = [float(r[2]) for r in ranked]
     assert drops == sorted(drops, reverse=True) and drops[0] > 0
-    # The stage scored them on the weights it registered and the validation rows it held:
+    # The stage scored them on the weights it registered and the selection rows it held:
     # the same ranking as scoring the registered version from its files and stored rows.
     recorded = registry.meta(full_version)["feature_importance"]
     assert [tuple(item) for item in recorded] == importance_for_version(settings, full_version, seed=settings.seed)
     assert [name for name, _ in recorded] == [r[1] for r in ranked]
     checks = check_results(result)
-    assert all(checks[f"full_model:{g}"].passed for g in GATES[:5])
+    assert all(checks[f"full_model:{g}"].passed for g in GATES[:6])
+    assert set(GATES) <= {name.split(":")[1] for name in checks if name.startswith("full_model:")}
     assert checks["full_model:beats_champion"].metadata["value"].value == "no champion"
     assert checks["full_model:elite_accuracy"].metadata["bound"].value == settings.elite_min_accuracy
     assert mats["promoted_model"]["champion"] == full_version and mats["promoted_model"]["promoted"] is True
@@ -80,6 +82,12 @@ def _first_run_then_incremental(settings, dagster_instance, bot: BotApi) -> None
     report = json.loads(settings.report_path.read_text())
     assert report["version"] == full_version and report["decision"] == "promoted"
     assert report["model_performance"]["cv_accuracy"] >= settings.val_min_accuracy
+    # cv_accuracy says how it was measured: one hold-out accuracy on the gate rows, with its interval.
+    evaluation = report["evaluation"]
+    assert evaluation["method"] == "holdout" and evaluation["split"] == "gate"
+    assert evaluation["rows"] == registry.get(full_version)["measured"]["val_rows"] > 0
+    assert evaluation["interval"][0] < report["model_performance"]["cv_accuracy"] < evaluation["interval"][1]
+    assert 0 <= report["calibration"]["ece"] < 1 and report["calibration"]["bins"] == 15
     assert 0 < report["model_performance"]["f1_score"] <= 1
     meta = registry.meta(full_version)
     assert meta["data_partitions"] == sorted(meta["data_partitions"]) and len(meta["history"]) == 8
@@ -116,7 +124,8 @@ def _first_run_then_incremental(settings, dagster_instance, bot: BotApi) -> None
     assert entry["measured"]["val_accuracy"] < entry["champion_measured"]["val_accuracy"] + 0.01
     checks = check_results(result)
     beat = checks["incremental_model:beats_champion"]
-    assert not beat.passed and "mcnemar_p_value" in beat.metadata
+    assert not beat.passed and 0.05 < beat.metadata["p_better"].value <= 1.0
+    assert beat.metadata["candidate_only"].value <= beat.metadata["champion_only"].value + 40
     assert "promoted_model" not in materialisations(result)
     assert best.read_bytes() == best_before and registry.latest_version() == latest_before
     assert registry.champion()["version"] == champion_before
@@ -124,7 +133,7 @@ def _first_run_then_incremental(settings, dagster_instance, bot: BotApi) -> None
     assert run.tags.get("aivj/outcome") == "gate_rejected" and run.tags.get("dagster/max_retries") == "0"
     report = json.loads(settings.report_path.read_text())
     assert report["version"] == bad_version and report["decision"] == "rejected" and report["reasons"]
-    assert any(f"model {bad_version} rejected, champion {champion_before} kept" in t for t in bot.texts())
+    assert any(f"model {bad_version} not promoted, kept the champion {champion_before}: " in t for t in bot.texts())
 
     # Run again with nothing changed: the rejected version is judged again, not trained again.
     versions = [e["version"] for e in registry.entries()]
@@ -178,7 +187,8 @@ def test_incremental_promotion_mcnemar_and_rollback_job(model_env, dagster_insta
     assert [r.event_log_entry.asset_materialization.asset_key.to_user_string() for r in retry] == ["promoted_model"]
     promoted = {k: v.value for k, v in retry[0].event_log_entry.asset_materialization.metadata.items()}
     assert promoted["champion"] == inc and promoted["promoted"] is True
-    assert 0.0 <= promoted["mcnemar_p_value"] < 0.05  # a large gain on the judging rows is signal
+    assert 0.0 <= promoted["p_value"] < 0.05  # a large gain on the gate rows is signal
+    assert promoted["gain_points"] > 0
     assert registry.get(inc)["paired"]["candidate_only"] > registry.get(inc)["paired"]["champion_only"]
     assert (settings.models_dir / BEST_NAME).read_bytes() == registry.weights_path(inc).read_bytes()
 
@@ -239,7 +249,8 @@ def test_window_close_leaves_a_resumable_stage_and_no_version(model_env, dagster
                     judged_against=champion)
     from aivj_assets.definitions import defs
 
-    result = dg.materialize(defs.assets, selection=["promoted_model"], instance=dagster_instance)
+    result = dg.materialize(defs.assets, selection=["promoted_model"], instance=dagster_instance,
+                            resources=build_resources())
     promoted = materialisations(result)["promoted_model"]
     assert promoted["champion"] == champion and promoted["promoted"] is False
     assert promoted["candidates"] == "none in this run" and registry.champion()["version"] == champion
@@ -278,7 +289,7 @@ def test_a_new_model_shape_starts_a_new_lineage_judged_against_the_old_champion(
     full = mats["full_model"]["version"]
     # Judged against the old champion on the same rows, each model built with its own shape.
     beat = check_results(result)["full_model:beats_champion"]
-    assert beat.metadata["value"].value != "no champion" and "mcnemar_p_value" in beat.metadata
+    assert beat.metadata["value"].value != "no champion" and "p_better" in beat.metadata
     assert registry.get(full)["judged_against"] == old and registry.get(full)["champion_measured"]
     assert result.success == (registry.champion()["version"] == full)
     # Judged: the plan does not train the new shape on the same data again every night.

@@ -70,9 +70,9 @@ def test_partitions_without_training_rows_leave_nothing_to_train(aivj_env, tmp_p
 
 def test_elite_rows_in_the_refined_data_never_train_what_judges_them(aivj_env, tmp_path) -> None:
     from aivj_assets.data.contract import read_pairs
-    from aivj_assets.data.split import validation_mask
+    from aivj_assets.data.split import GATE, SELECTION, TRAIN, corpus_part
     from aivj_assets.data.store import Store
-    from aivj_assets.stages import _elite_digest, corpus_split, validation_rows
+    from aivj_assets.stages import _elite_digest, gate_rows, selection_rows, training_split
     from aivj_assets_tests.data.helpers import rows, write_jsonl
 
     path = write_jsonl(tmp_path / "refined.jsonl", rows(300, seed=5))
@@ -80,19 +80,24 @@ def test_elite_rows_in_the_refined_data_never_train_what_judges_them(aivj_env, t
     store = Store(aivj_env)
     store.write_partition("refined-1", table, {"content_hash": "r"})
     hashes = table.column("row_hash").to_pylist()
-    on_val = validation_mask(hashes, aivj_env.val_fraction)
-    train_side, val_side = [i for i in range(300) if not on_val[i]], [i for i in range(300) if on_val[i]]
-    before_train, before_val = corpus_split(aivj_env)
-    assert (len(before_train), len(before_val)) == (len(train_side), len(val_side))
+    part = corpus_part(hashes, aivj_env.selection_fraction, aivj_env.gate_fraction)
+    sides = {p: [i for i in range(300) if part[i] == p] for p in (TRAIN, SELECTION, GATE)}
+    before_train, before_selection = training_split(aivj_env)
+    assert (len(before_train), len(before_selection)) == (len(sides[TRAIN]), len(sides[SELECTION]))
+    assert len(gate_rows(aivj_env).rows) == len(sides[GATE])
     digest = _elite_digest(aivj_env)
 
     # The owner hand-picked elite pairs out of the refined data: one training-side row lands in
-    # the judging part, one validation-side row in the warm-up part.
-    judged, warmed = hashes[train_side[0]], hashes[val_side[0]]
-    elite = table.take([train_side[0], val_side[0]]).append_column("part", pa.array(["judge", "warmup"]))
+    # the judging part, one selection-side row and one gate-side row in the warm-up part.
+    judged, warmed, warmed_gate = hashes[sides[TRAIN][0]], hashes[sides[SELECTION][0]], hashes[sides[GATE][0]]
+    elite = table.take([sides[TRAIN][0], sides[SELECTION][0], sides[GATE][0]]).append_column(
+        "part", pa.array(["judge", "warmup", "warmup"]))
     store.write_elite(elite)
-    train, val = corpus_split(aivj_env)
-    assert judged not in set(train.row_hash) and len(train) == len(train_side) - 1
-    assert warmed not in set(val.row_hash) and len(val) == len(val_side) - 1
-    assert set(validation_rows(aivj_env).row_hash) == set(val.row_hash)
+    train, selection = training_split(aivj_env)
+    assert judged not in set(train.row_hash) and len(train) == len(sides[TRAIN]) - 1
+    assert warmed not in set(selection.row_hash) and len(selection) == len(sides[SELECTION]) - 1
+    assert set(selection_rows(aivj_env).row_hash) == set(selection.row_hash)
+    gate = gate_rows(aivj_env)
+    assert warmed_gate not in set(gate.rows.row_hash) and len(gate.rows) == len(sides[GATE]) - 1
+    assert gate.sources == ["refined-1"] and (gate.group == 0).all()
     assert _elite_digest(aivj_env) != digest  # so full and incremental identities follow the elite set

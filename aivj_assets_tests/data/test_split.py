@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 
-from aivj_assets.data.split import judge_mask, row_hash, row_hashes, validation_mask
+from aivj_assets.data.split import (
+    GATE,
+    SELECTION,
+    TRAIN,
+    corpus_masks,
+    corpus_part,
+    judge_mask,
+    row_hash,
+    row_hashes,
+)
 
 
 def _rows(n: int, seed: int = 0):
@@ -69,16 +79,45 @@ def test_hash_changes_with_label_order_and_vector_boundary() -> None:
     assert row_hashes(joined[:, :9], joined[:, 9:], labels)[2] != base[2]
 
 
-def test_masks_follow_the_two_halves_of_the_hash() -> None:
+def test_three_parts_and_the_elite_halves_follow_the_two_halves_of_the_hash() -> None:
     hashes = row_hashes(*_rows(20_000, seed=1))
-    val, judge = validation_mask(hashes, 0.1), judge_mask(hashes, 0.5)
-    assert abs(val.mean() - 0.1) < 0.01 and abs(judge.mean() - 0.5) < 0.02
-    assert abs((val & judge).mean() - 0.05) < 0.01  # the two splits are independent
-    expect = np.array([int(h[:8], 16) / 2**32 < 0.1 for h in hashes])
-    assert (val == expect).all()
-    # Growing the corpus never moves an existing row to the other side.
-    more = hashes + row_hashes(*_rows(500, seed=2))
-    assert (validation_mask(more, 0.1)[: len(hashes)] == val).all()
+    part, judge = corpus_part(hashes, 0.05, 0.1), judge_mask(hashes, 0.5)
+    gate, selection, train = part == GATE, part == SELECTION, part == TRAIN
+    assert (gate.astype(int) + selection + train == 1).all()  # disjoint, and every row in one part
+    assert abs(gate.mean() - 0.1) < 0.01 and abs(selection.mean() - 0.05) < 0.01 and abs(judge.mean() - 0.5) < 0.02
+    assert abs((gate & judge).mean() - 0.05) < 0.01  # the corpus parts and the elite halves are independent
+    unit = np.array([int(h[:8], 16) / 2**32 for h in hashes])
+    assert (gate == (unit < 0.1)).all() and (selection == ((unit >= 0.1) & (unit < 0.15))).all()
+
+
+def test_parts_are_stable_as_partitions_are_added() -> None:
+    """Growing the corpus never moves an existing row to another part, whatever arrives, in any order."""
+    first = row_hashes(*_rows(5_000, seed=1))
+    later = row_hashes(*_rows(3_000, seed=2)) + row_hashes(*_rows(2_000, seed=3))
+    alone = corpus_part(first, 0.05, 0.1)
+    assert (corpus_part(first + later, 0.05, 0.1)[: len(first)] == alone).all()
+    assert (corpus_part(later + first, 0.05, 0.1)[len(later):] == alone).all()
+    assert (corpus_part(first[::-1], 0.05, 0.1) == alone[::-1]).all()
+
+
+def test_corpus_masks_keep_elite_rows_out_of_what_they_must_not_touch() -> None:
+    """An elite judging row in the corpus never trains or selects; an elite warm-up row never selects
+    or judges; the three masks stay disjoint."""
+    hashes = row_hashes(*_rows(4_000, seed=6))
+    part = corpus_part(hashes, 0.05, 0.1)
+    pick = {p: [h for h, q in zip(hashes, part, strict=True) if q == p][:2] for p in (TRAIN, SELECTION, GATE)}
+    judge = pa.array([pick[TRAIN][0], pick[SELECTION][0], pick[GATE][0]])
+    warm = pa.array([pick[TRAIN][1], pick[SELECTION][1], pick[GATE][1]])
+    train, selection, gate = corpus_masks(pa.chunked_array([hashes]), 0.05, 0.1, warm, judge)
+    index = {h: i for i, h in enumerate(hashes)}
+    assert not (train & selection).any() and not (train & gate).any() and not (selection & gate).any()
+    assert not train[[index[h] for h in judge.to_pylist()]].any() and not selection[[index[h] for h in judge.to_pylist()]].any()
+    assert gate[index[pick[GATE][0]]]  # an elite judging row on the gate side still judges
+    assert not selection[[index[h] for h in warm.to_pylist()]].any() and not gate[[index[h] for h in warm.to_pylist()]].any()
+    assert train[index[pick[TRAIN][1]]]  # an elite warm-up row on the training side still trains
+    # Out of every part: the judging rows on the training and selection sides, the warm-up rows
+    # on the selection and gate sides.
+    assert train.sum() + selection.sum() + gate.sum() == len(hashes) - 4
 
 
 def test_drift_summary_counts_each_feature_like_searchsorted() -> None:

@@ -1,26 +1,10 @@
-"""Fixtures: a Bot API server and an SMTP server on loopback, and settings that use them."""
+"""Fixtures: settings that use the loopback Bot API server."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from aivj_assets_tests.resources.loopback import BotApi, SmtpSink, telegram_env
-
-SMTP_PASSWORD = "hunter2-smtp-pass"
-
-
-@pytest.fixture
-def smtp_sink(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpSink]:
-    sink = SmtpSink(tmp_path, "aivj@example.org", SMTP_PASSWORD)
-    # The client verifies the server's certificate: trust the test's self-signed one.
-    monkeypatch.setenv("SSL_CERT_FILE", str(sink.cert))
-    try:
-        yield sink
-    finally:
-        sink.close()
+from aivj_assets_tests.resources.loopback import BotApi, telegram_env
 
 
 @pytest.fixture

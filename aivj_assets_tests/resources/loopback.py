@@ -97,6 +97,7 @@ class BotApi:
 
 
 TOKEN = "123456:SECRET-token-abcdef"
+SMTP_PASSWORD = "hunter2-smtp-pass"
 OWNER = 4242  # the owner's user id; in a private chat it is also the chat id
 
 
@@ -111,6 +112,17 @@ def telegram_env(monkeypatch: Any, api: BotApi) -> Any:
     return load_settings()
 
 
+def smtp_env(monkeypatch: Any, sink: SmtpSink, password: str) -> Any:
+    """Point the environment's email settings at ``sink`` (every run and sensor reads them); the Settings."""
+    from aivj_assets.settings import load_settings
+
+    for key, value in {"AIVJ_SMTP_HOST": "127.0.0.1", "AIVJ_SMTP_PORT": str(sink.port), "AIVJ_SMTP_USER": sink.user,
+                       "AIVJ_SMTP_PASSWORD": password, "AIVJ_SMTP_FROM": sink.user, "AIVJ_SMTP_TO": "owner@example.org",
+                       "AIVJ_NOTIFY_MIN_INTERVAL_SECONDS": "0"}.items():
+        monkeypatch.setenv(key, value)
+    return load_settings()
+
+
 class SmtpSink:
     """aiosmtpd on 127.0.0.1 with STARTTLS (a self-signed certificate) and a login check."""
 
@@ -122,6 +134,7 @@ class SmtpSink:
 
         self.messages: list[Any] = []
         self.logins: list[str] = []
+        self.user = user
         self.cert = workdir / "cert.pem"
         key = workdir / "key.pem"
         subprocess.run(

@@ -10,8 +10,7 @@ import pytest
 from aivj_assets.resources import notifier
 from aivj_assets.resources.notifier import notify
 from aivj_assets.settings import Secret
-from aivj_assets_tests.resources.conftest import SMTP_PASSWORD
-from aivj_assets_tests.resources.loopback import OWNER, TOKEN, BotApi, SmtpSink, free_port
+from aivj_assets_tests.resources.loopback import OWNER, SMTP_PASSWORD, TOKEN, BotApi, SmtpSink, free_port
 
 
 def test_alert_arrives_in_the_owners_chat(tg_settings, bot_api: BotApi) -> None:
@@ -97,11 +96,17 @@ def _smtp_settings(aivj_env, sink: SmtpSink, **kw):
     )
 
 
-def test_promotion_report_arrives_by_email_with_its_metrics_table(aivj_env, smtp_sink: SmtpSink) -> None:
+def test_promotion_report_arrives_by_email_with_its_gate_table(aivj_env, smtp_sink: SmtpSink) -> None:
     settings = _smtp_settings(aivj_env, smtp_sink)
     details = {
-        "metrics": {"val_accuracy": 0.9312, "elite_accuracy": 0.9688, "val_f1": 0.92},
-        "champion": {"val_accuracy": 0.9101, "elite_accuracy": 0.9500},
+        "gates": [
+            {"gate": "val_accuracy", "candidate": 0.9312, "champion": 0.9101, "interval": [0.9262, 0.9359],
+             "value": 0.9312, "bound": 0.9, "verdict": "pass"},
+            {"gate": "beats_champion", "candidate": 0.9312, "champion": 0.9101, "interval": [0.0150, 0.0272],
+             "value": 1.2e-9, "bound": 0.05, "verdict": "pass"},
+            {"gate": "calibration", "candidate": 0.071, "champion": None, "interval": None, "value": 0.071,
+             "bound": 0.05, "verdict": "warn"},
+        ],
         "version": "v1764300000_ab12",
         "log": "\n".join(f"epoch {i} loss {1 / (i + 1):.3f}" for i in range(60)),
     }
@@ -112,9 +117,11 @@ def test_promotion_report_arrives_by_email_with_its_metrics_table(aivj_env, smtp
     assert msg["To"] == "owner@example.org"
     plain = msg.get_body(("plain",)).get_content()
     html = msg.get_body(("html",)).get_content()
-    assert "val_accuracy                   0.9312       0.9101" in plain
-    assert "elite_accuracy                 0.9688       0.9500" in plain
-    assert "<tr><td>val_f1</td><td>0.9200</td><td></td></tr>" in html
+    assert "gate            candidate  champion  95% interval      measured  bound   verdict" in plain
+    assert "val_accuracy    0.9312     0.9101    [0.9262, 0.9359]  0.9312    0.9000  pass" in plain
+    assert "calibration     0.0710                                 0.0710    0.0500  warn" in plain
+    assert ("<tr><td>beats_champion</td><td>0.9312</td><td>0.9101</td><td>[0.0150, 0.0272]</td><td>1.2e-09</td>"
+            "<td>0.0500</td><td>pass</td></tr>") in html
     assert "epoch 59 loss 0.017" in plain and "epoch 0 loss" not in plain  # only the log's tail
     assert SMTP_PASSWORD not in plain
 

@@ -7,8 +7,8 @@ import pyarrow as pa
 import pytest
 import torch
 
-from aivj_assets.data.split import validation_mask
-from aivj_assets.training.dataset import elite_parts, split_validation, tensors_from_table
+from aivj_assets.data.split import GATE, SELECTION, TRAIN, corpus_part
+from aivj_assets.training.dataset import elite_parts, split_parts, tensors_from_table
 
 from .pairs import pair_table
 
@@ -34,15 +34,16 @@ def test_subset_concat_keep_rows_aligned():
     assert t.subset([2, 1]).fingerprint() != t.subset([1, 2]).fingerprint()
 
 
-def test_split_validation_is_the_row_hash_split():
+def test_split_parts_is_the_row_hash_split():
     t = tensors_from_table(pair_table(n=400))
-    train, val = split_validation(t, 0.25)
-    mask = validation_mask(t.row_hash, 0.25)
-    assert list(val.row_hash) == list(t.row_hash[mask])
-    assert list(train.row_hash) == list(t.row_hash[~mask])
-    # A row's side does not depend on which other rows are present.
-    _, val_half = split_validation(t.subset(np.arange(200)), 0.25)
-    assert set(val_half.row_hash) <= set(val.row_hash)
+    train, selection, gate = split_parts(t, 0.15, 0.25)
+    part = corpus_part(t.row_hash, 0.15, 0.25)
+    assert list(gate.row_hash) == list(t.row_hash[part == GATE])
+    assert list(selection.row_hash) == list(t.row_hash[part == SELECTION])
+    assert list(train.row_hash) == list(t.row_hash[part == TRAIN])
+    # A row's part does not depend on which other rows are present.
+    _, selection_half, gate_half = split_parts(t.subset(np.arange(200)), 0.15, 0.25)
+    assert set(gate_half.row_hash) <= set(gate.row_hash) and set(selection_half.row_hash) <= set(selection.row_hash)
 
 
 def test_missing_weight_means_one_and_missing_hash_is_derived():

@@ -17,10 +17,10 @@ RULES = dict(val_loss_rise_epochs=3, loss_change_max=0.5, worsen_epochs=2)
 
 
 def _run(records: list[tuple[float, float, float]]) -> tuple[list[dict], Counters, list[bool]]:
-    """Feed (val_loss, val_accuracy, val_f1) epochs through the rules; events, counters, restores."""
+    """Feed (selection_loss, selection_accuracy, selection_f1) epochs through the rules; events, counters, restores."""
     history, counters, events, restores = [], Counters(), [], []
     for i, (loss, acc, f1) in enumerate(records, 1):
-        history.append({"epoch": i, "step": 10 * i, "val_loss": loss, "val_accuracy": acc, "val_f1": f1,
+        history.append({"epoch": i, "step": 10 * i, "selection_loss": loss, "selection_accuracy": acc, "selection_f1": f1,
                         "train_loss": loss})
         new, restore = judge_epoch(history, counters, **RULES)
         events += new
@@ -61,14 +61,14 @@ def test_loop_restores_best_weights_when_training_turns_bad(tmp_path: Path):
         calls["n"] += 1  # read once per epoch: from the fourth epoch on, the labels lie
         return train_rows if calls["n"] <= 3 else flipped
 
-    result = train(_model(), data, val=val, log=lambda line: None,
+    result = train(_model(), data, selection=val, log=lambda line: None,
                    config=_config(tmp_path, epochs=5, learning_rate=2e-2))
-    accs = [h["val_accuracy"] for h in result.history]
+    accs = [h["selection_accuracy"] for h in result.history]
     assert accs[3] < accs[2] and accs[4] < accs[3], accs
     restored = [e for e in result.events if e["kind"] == "restored_best"]
     assert [e["epoch"] for e in restored] == [5]
-    # The weights handed back are the best epoch's: they score exactly its validation accuracy.
-    best = max(range(5), key=lambda i: (accs[i], -result.history[i]["val_loss"]))
+    # The weights handed back are the best epoch's: they score exactly its selection accuracy.
+    best = max(range(5), key=lambda i: (accs[i], -result.history[i]["selection_loss"]))
     assert result.best_epoch == best + 1
     model = _model()
     model.load_state_dict(result.state_dict)

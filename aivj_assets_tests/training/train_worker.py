@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from aivj_assets.training.dataset import PairTensors, split_validation, tensors_from_table
+from aivj_assets.training.dataset import PairTensors, split_parts, tensors_from_table
 from aivj_assets.training.loop import TrainConfig, train
 from aivj_assets.training.model import CouplingNet
 
@@ -22,16 +22,16 @@ EPOCHS = 3
 BATCH = 32
 
 
-def pairs() -> tuple[PairTensors, PairTensors, PairTensors]:
-    """(train, val, elite) rows of the crash test: the same in every process."""
+def pairs() -> tuple[PairTensors, PairTensors]:
+    """(train, selection) rows of the crash test: the same in every process."""
     data = tensors_from_table(pair_table(n=3300, audio_dim=12, preset_dim=6, seed=3, weights=True))
-    train_rows, val = split_validation(data, 0.1)
-    return train_rows, val, tensors_from_table(pair_table(n=200, audio_dim=12, preset_dim=6, seed=4))
+    train_rows, selection, _ = split_parts(data, 0.1, 0.05)
+    return train_rows, selection
 
 
 def main(checkpoint_dir: Path, loss_log: Path, step_seconds: float) -> None:
     torch.set_num_threads(1)
-    train_rows, val, elite = pairs()
+    train_rows, selection = pairs()
     torch.manual_seed(1)
     model = CouplingNet(12, 6, hidden_dim=32, embed_dim=8)
     config = TrainConfig(
@@ -44,7 +44,7 @@ def main(checkpoint_dir: Path, loss_log: Path, step_seconds: float) -> None:
         time.sleep(step_seconds)
         return "continue"
 
-    result = train(model, train_rows, val=val, elite=elite, config=config, control=slow,
+    result = train(model, train_rows, selection=selection, config=config, control=slow,
                    log=lambda line: print(line, flush=True))
     print(f"RESULT {result.status} steps={result.steps} resumed_from={result.resumed_from}", flush=True)
 

@@ -1,0 +1,128 @@
+"""How often the promotion gates promote by mistake, and how often they catch a real gain, in one run.
+
+On the demo's task (``aivj_assets.data.demo``: a known coupling function, so every model's true
+accuracy is known), at the demo's size (104,040 pairs, 512 elite), ingested into a temporary
+store and split the platform's way:
+  0. models are trained the way ``full_training`` does it (elite warm-up, then full), each from
+     fresh weights: a champion (seed 0), ``--candidates`` candidates of the same recipe and data
+     with seeds 1..N, and a weaker champion (``--weak-epochs`` full epochs instead of 8);
+  1. (a) false promotions: each candidate is judged by the platform (``judge_candidate``) against
+     the champion of the same recipe: equal quality, so every promotion is a false one.
+     Target: at most 5% promoted;
+  2. (b) power: the weaker champion is promoted instead and the same candidates are judged against
+     it; those truly better by at least 1 point count. Target: at least 80% of them promoted.
+True accuracy is each model's expected accuracy on ``--truth-rows`` fresh pairs from the task's
+own probabilities (no label noise in it). Shares are printed with Wilson 95% intervals.
+
+    .venv/bin/python benchmarks/gates.py [--pairs 104040] [--candidates 20] [--hidden 512 --embed 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from incremental import ingest_new_files, machine  # the sibling script (benchmarks/ is on sys.path)
+
+from aivj_assets.data.demo import coupling_probability, draw_pairs, write_demo_data
+from aivj_assets.data.elite import build_elite_set
+from aivj_assets.evidence import wilson_interval
+from aivj_assets.promotion import judge_candidate
+from aivj_assets.registry import Registry
+from aivj_assets.settings import Settings, load_settings
+from aivj_assets.stages import gate_rows, train_full, train_warmup
+from aivj_assets.training.metrics import predict
+from aivj_assets.training.model import build_model, load_state_dict
+
+
+def true_accuracy(settings: Settings, registry: Registry, version: str, audio, preset, prob) -> float:
+    """Expected accuracy over fresh pairs: P(right) is p where it predicts 1, 1 - p where 0."""
+    meta = registry.meta(version)
+    model = build_model(settings, meta["dims"]["audio_dim"], meta["dims"]["preset_dim"])
+    model.load_state_dict(load_state_dict(registry.weights_path(version)))
+
+    class Rows:  # the two tensors predict() reads
+        def __init__(self) -> None:
+            self.audio, self.preset = torch.from_numpy(audio), torch.from_numpy(preset)
+
+        def __len__(self) -> int:
+            return len(audio)
+
+    yes = predict(model, Rows())
+    return float(np.mean(np.where(yes, prob, 1 - prob)))
+
+
+def trained(settings: Settings, registry: Registry, seed: int, full_epochs: int) -> str:
+    s = settings.replace(seed=seed, full_epochs=full_epochs)
+    warm = train_warmup(s, registry, log=lambda _: None)
+    return train_full(s, registry, warm.version, log=lambda _: None).version
+
+
+def share(hits: int, n: int) -> str:
+    lo, hi = wilson_interval(hits, n)
+    return f"{hits}/{n} = {hits / n if n else float('nan'):.1%} (95% CI {lo:.1%} to {hi:.1%})"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--pairs", type=int, default=104_040)
+    p.add_argument("--elite", type=int, default=512)
+    p.add_argument("--candidates", type=int, default=20)
+    p.add_argument("--hidden", type=int, default=512, help="CouplingNet hidden width (the owner's: 512)")
+    p.add_argument("--embed", type=int, default=256)
+    p.add_argument("--full-epochs", type=int, default=8)
+    p.add_argument("--weak-epochs", type=int, default=1, help="full epochs of the weaker champion in (b)")
+    p.add_argument("--truth-rows", type=int, default=200_000)
+    args = p.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="aivj-bench-gates-"))
+    settings = load_settings(env={"AIVJ_HOME": str(tmp / "home"), "AIVJ_DATA_DIR": str(tmp / "data"),
+                                  "AIVJ_SETTLE_SECONDS": "0"}, env_file=tmp / "none.env").replace(
+        hidden_dim=args.hidden, embed_dim=args.embed, checkpoint_every=10**9, device="cpu")
+    registry = Registry(settings.models_dir)
+    print(f"machine: {machine()}")
+    manifest = write_demo_data(settings.data_dir, pairs=args.pairs, elite=args.elite, seed=0)
+    ingest_new_files(settings, 0)
+    build_elite_set(settings)
+    gate_n = len(gate_rows(settings).rows)
+    print(f"corpus: {args.pairs} pairs, {args.elite} elite, Bayes accuracy {manifest['bayes_accuracy']:.4f}; "
+          f"gate rows {gate_n}; CouplingNet hidden {args.hidden}, embed {args.embed}; alpha {settings.promote_alpha}")
+    audio, preset, _, _ = draw_pairs(args.truth_rows, np.random.default_rng(987_654))
+    prob = coupling_probability(audio, preset)
+
+    t0 = time.perf_counter()
+    champion = trained(settings, registry, 0, args.full_epochs)
+    weak = trained(settings, registry, 0, args.weak_epochs)
+    candidates = [trained(settings, registry, seed, args.full_epochs) for seed in range(1, args.candidates + 1)]
+    print(f"trained {len(candidates) + 2} models in {time.perf_counter() - t0:.0f}s")
+    truth = {v: true_accuracy(settings, registry, v, audio, preset, prob) for v in [champion, weak, *candidates]}
+
+    for label, champ in (("(a) equal quality", champion), ("(b) weaker champion", weak)):
+        registry.promote(champ, by="benchmark")
+        print(f"{label}: champion {champ}, true accuracy {truth[champ]:.4f}")
+        promoted = beats = better = better_promoted = 0
+        for v in candidates:
+            verdict = judge_candidate(settings, registry, v, log=lambda _: None)
+            gain = truth[v] - truth[champ]
+            gate = verdict.judgement.gate("beats_champion")
+            promoted += verdict.judgement.passed
+            beats += gate.passed
+            truly = gain >= 0.01
+            better += truly
+            better_promoted += truly and verdict.judgement.passed
+            print(f"  {v}: true gain {100 * gain:+.2f} points; measured {100 * gate.detail['gain']:+.2f} on "
+                  f"{gate.detail['rows']} rows, p = {gate.value:.3g}; {'PROMOTED' if verdict.judgement.passed else 'kept'}")
+        if champ == champion:
+            print(f"false promotions: {share(promoted, len(candidates))} (target <= 5%); "
+                  f"beats_champion alone passed {beats}")
+        else:
+            print(f"power: of {better} candidates truly better by >= 1 point, promoted {share(better_promoted, better)} "
+                  f"(target >= 80%)")
+
+
+if __name__ == "__main__":
+    main()
