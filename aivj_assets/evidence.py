@@ -31,18 +31,21 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def binomial_upper_tail(k: int, n: int) -> float:
-    """P(X >= k) for X ~ Binomial(n, 1/2), exact to float precision for any n."""
+def binomial_upper_tail(k: int, n: int, p: float = 0.5) -> float:
+    """P(X >= k) for X ~ Binomial(n, p), exact to float precision for any n."""
     if k <= 0:
         return 1.0
-    if k > n:
+    if k > n or p <= 0:
         return 0.0
+    if p >= 1:
+        return 1.0
     j = np.arange(n, dtype=np.float64)
     # log C(n, i) for i = 0..n by the ratio C(n, i+1) / C(n, i) = (n - i) / (i + 1)
     log_comb = np.concatenate(([0.0], np.cumsum(np.log(n - j) - np.log(j + 1))))
-    tail = log_comb[k:]
+    i = np.arange(k, n + 1, dtype=np.float64)
+    tail = log_comb[k:] + i * math.log(p) + (n - i) * math.log1p(-p)
     top = float(tail.max())
-    return min(1.0, math.exp(top + math.log(float(np.exp(tail - top).sum())) - n * math.log(2.0)))
+    return min(1.0, math.exp(top + math.log(float(np.exp(tail - top).sum()))))
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,16 @@ class Paired:
     def p_better(self) -> float:
         """One-sided p-value of "the candidate is better": P(b or more of the discordant rows | no difference)."""
         return binomial_upper_tail(self.candidate_only, self.discordant)
+
+    def p_better_by(self, margin: float) -> float:
+        """One-sided p-value of "the candidate is better by more than ``margin``" (a fraction, 0.001 =
+        0.1 points): the exact binomial test on the discordant rows at the share of them a gain of
+        exactly ``margin`` gives the candidate, 1/2 + margin x rows / (2 x discordant)."""
+        if margin <= 0:
+            return self.p_better
+        d = self.discordant
+        share = 0.5 + margin * self.rows / (2 * d) if d else 1.0
+        return binomial_upper_tail(self.candidate_only, d, share) if share < 1 else 1.0
 
     @property
     def p_worse(self) -> float:

@@ -156,24 +156,29 @@ def points(gain: float) -> str:
     return f"{100 * gain:+.2f} points"
 
 
-def gate_beats_champion(evidence: Evidence, alpha: float) -> Gate:
-    """Blocking: significantly more accurate than the champion on the gate rows.
+def gate_beats_champion(evidence: Evidence, alpha: float, min_gain_points: float = 0.0) -> Gate:
+    """Blocking: significantly more accurate than the champion on the gate rows, by more than
+    ``min_gain_points``.
 
-    An exact one-sided McNemar test on the rows only one of the two gets right: the candidate
-    passes when its gain is positive and the chance of a gain this large without a real
-    difference is at most ``alpha``.
+    An exact one-sided test on the rows only one of the two gets right (McNemar's; with a margin,
+    the same binomial test shifted to it): the candidate passes when its gain exceeds the margin
+    and the chance of a gain this large without a real one beyond the margin is at most ``alpha``.
     """
     pair = evidence.gate_paired
     if pair is None:
         return Gate("beats_champion", True, "no champion", "absolute gates only", True,
                     "first model: no champion to beat")
-    passed = pair.gain > 0 and pair.p_better <= alpha
+    margin = min_gain_points / 100.0
+    p = pair.p_better_by(margin)
+    passed = pair.gain > margin and p <= alpha
+    by = f" by more than {min_gain_points:g} points" if margin > 0 else ""
     verdict = "significantly better than" if passed else "no evidence that it beats"
-    return Gate("beats_champion", passed, pair.p_better, float(alpha), True,
-                f"{verdict} the champion on the gate rows: {points(pair.gain)} on {pair.rows:,} rows, "
-                f"p = {pair.p_better:.3g} (one-sided exact McNemar, alpha {alpha:g})",
+    return Gate("beats_champion", passed, p, float(alpha), True,
+                f"{verdict} the champion{by} on the gate rows: {points(pair.gain)} on {pair.rows:,} rows, "
+                f"p = {p:.3g} (exact one-sided test of the discordant rows, alpha {alpha:g})",
                 candidate=evidence.gate.accuracy, champion=evidence.champion_gate.accuracy,
-                interval=pair.gain_interval(), detail={"estimate": pair.gain, **_paired_detail(pair)})
+                interval=pair.gain_interval(),
+                detail={"estimate": pair.gain, "p_value": p, "margin_points": min_gain_points, **_paired_detail(pair)})
 
 
 def gate_beats_champion_ratio(evidence: Evidence, factor: float) -> Gate:
@@ -338,7 +343,7 @@ class Judgement:
         beat = self.gate("beats_champion")
         if beat is not None and "gain" in beat.detail and [g.name for g in failed] in ([], ["beats_champion"]):
             return (f"{points(beat.detail['gain'])} on {beat.detail['rows']:,} rows, "
-                    f"p = {beat.detail['p_better']:.2g}")
+                    f"p = {beat.value:.2g}")
         return "failed " + ", ".join(g.name for g in failed) if failed else _PASSED
 
     @property
@@ -361,7 +366,8 @@ def judge(version: str, *, settings: Settings, integrity: Sequence[Gate], eviden
           history: Sequence[Mapping[str, Any]]) -> Judgement:
     """Every gate of one candidate: the ``integrity`` gates (finite weights, hash) plus those
     computed from ``evidence`` (candidate and champion on the same rows) and the training history."""
-    beats = (gate_beats_champion(evidence, settings.promote_alpha) if settings.beat_rule == "paired"
+    beats = (gate_beats_champion(evidence, settings.promote_alpha, settings.promote_min_gain)
+             if settings.beat_rule == "paired"
              else gate_beats_champion_ratio(evidence, settings.beat_elite_factor))
     gates = [
         *integrity,

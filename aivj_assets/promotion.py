@@ -138,8 +138,10 @@ def judge_candidate(settings: Settings, registry: Registry, version: str,
                                                   dims, rows.rows, elite)
         champ["split"] = signature
         evidence = Evidence(on_gate, on_elite, champ_gate, champ_elite, rows.sources, rows.group)
-        paired = {"test": "exact McNemar, one-sided", "alpha": settings.promote_alpha,
-                  **evidence.gate_paired.as_dict()}
+        pair = evidence.gate_paired
+        paired = {"test": "exact one-sided test of the discordant rows (McNemar's, shifted by the margin)",
+                  "alpha": settings.promote_alpha, "margin_points": settings.promote_min_gain,
+                  "p_value": pair.p_better_by(settings.promote_min_gain / 100), **pair.as_dict()}
     judgement = judge(version, settings=settings, integrity=integrity, evidence=evidence,
                       history=meta.get("history") or [])
     return Verdict(judgement, champ_entry["version"] if champ_entry else None, cand, champ, paired)
@@ -277,7 +279,7 @@ def promote_best(settings: Settings, registry: Registry, versions: list[str], *,
         write_report(settings, registry, promoted, "promoted")
         m, pair = best["measured"], best.get("paired") or {}
         gain = (f", {100 * pair['gain']:+.2f} points over {best.get('judged_against')} on {pair['rows']:,} gate rows, "
-                f"p = {pair['p_better']:.2g}") if pair else ""
+                f"p = {pair['p_value']:.2g}") if pair else ""
         notify("promoted", f"model {promoted} is the new champion (val {m['val_accuracy']:.4f}, "
                            f"elite {m['elite_accuracy']:.4f}{gain})",
                report_details(promoted, gate_table(best), run_id=run_id, log_excerpt=log_excerpt,

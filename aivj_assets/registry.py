@@ -314,7 +314,7 @@ class Registry:
                 "*" if entry["version"] == doc.get("champion") else "",
                 entry["version"], entry.get("time", "")[:19], entry.get("stage", ""), entry["status"],
                 _fmt(m.get("val_accuracy")), _fmt(m.get("elite_accuracy")), gain,
-                f"{pair['p_better']:.2g}" if "p_better" in pair else "-", note[:70],
+                f"{pair['p_value']:.2g}" if "p_value" in pair else "-", note[:70],
             ))
         if len(rows) == 1:
             return f"no model versions in {self.root}"

@@ -102,6 +102,9 @@ class Settings:
     # seed's rule: elite > champion x beat_elite_factor and validation > champion's).
     beat_rule: str = "paired"
     promote_alpha: float = 0.05
+    # Points of accuracy a candidate must beat the champion by (significantly): a smaller true
+    # gain is not worth a model change, and models trained alike differ by about this much.
+    promote_min_gain: float = 0.1
     beat_elite_factor: float = 1.01
     max_ece: float = 0.05  # expected calibration error (15 bins) over this warns
     slice_min_rows: int = 500  # a source file with this many gate rows is judged on its own
@@ -313,6 +316,9 @@ def _check_judging(settings: Settings) -> None:
     if not 0 < s.elite_judge_fraction < 1:
         raise ValueError(f"setting AIVJ_ELITE_JUDGE_FRACTION={s.elite_judge_fraction}: must be between 0 and 1, "
                          "exclusive (the elite set needs a warm-up part and a judging part)")
+    if not 0 <= s.promote_min_gain < 100:
+        raise ValueError(f"setting AIVJ_PROMOTE_MIN_GAIN={s.promote_min_gain}: points of accuracy, 0 or more "
+                         "(0 asks only for a significant gain)")
     if s.beat_rule not in BEAT_RULES:
         raise ValueError(f"setting AIVJ_BEAT_RULE={s.beat_rule!r}: expected one of {', '.join(BEAT_RULES)}")
 

@@ -72,7 +72,7 @@ def test_promotion_and_rejection_emails_carry_the_gate_table_of_the_run(mail_env
     assert beat[1:3] == [f"{rejected['measured']['val_accuracy']:.4f}",
                          f"{rejected['champion_measured']['val_accuracy']:.4f}"]
     assert beat[3] == f"[{pair['gain_low']:.4f}, {pair['gain_high']:.4f}]" and beat[-1] == "FAIL"
-    assert beat[4:6] == [cell(pair["p_better"]), f"{settings.promote_alpha:.4f}"]  # p against alpha
+    assert beat[4:6] == [cell(pair["p_value"]), f"{settings.promote_alpha:.4f}"]  # p against alpha
     assert "- beats_champion: no evidence that it beats the champion on the gate rows" in plain
     assert "incremental_model: epoch 4/4 done" in plain
 

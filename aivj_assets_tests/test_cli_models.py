@@ -106,7 +106,7 @@ def test_versions_and_rollback_commands(settings, tmp_path, capsys) -> None:
     reg.promote(first, by="test")
     second = reg.register(_state_file(tmp_path / "b.pth", seed=2), {"stage": "incremental", "metrics": {}})
     reg.update(second, measured={"elite_accuracy": 0.98, "val_accuracy": 0.9412},
-               paired={"gain": 0.0112, "gain_low": 0.0061, "gain_high": 0.0163, "p_better": 2.1e-5},
+               paired={"gain": 0.0112, "gain_low": 0.0061, "gain_high": 0.0163, "p_value": 2.1e-5},
                summary="passed every blocking gate: +1.12 points on 10,404 rows, p = 2.1e-05")
     reg.promote(second, by="test")
     rejected = reg.register(_state_file(tmp_path / "c.pth", seed=3), {"stage": "incremental", "metrics": {}})

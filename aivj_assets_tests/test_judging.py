@@ -96,6 +96,23 @@ def test_beats_champion_needs_significance_not_any_margin() -> None:
     assert gate_beats_champion(_evidence(_pair(2, 1, both=90)), 1.0).passed
 
 
+def test_a_minimum_gain_shifts_the_test_to_the_margin() -> None:
+    """+0.28 points of 10,000 rows on 140 discordant rows is significant, but not beyond a 0.1-point margin;
+    +1 point is, well beyond it."""
+    small = _evidence(_pair(84, 56, both=9860))
+    assert gate_beats_champion(small, 0.05).passed
+    shifted = gate_beats_champion(small, 0.05, min_gain_points=0.1)
+    # Under a gain of exactly 0.1 points the candidate wins 1/2 + 10 / (2 x 140) of the discordant rows.
+    share = 0.5 + 0.001 * 10_000 / 280
+    assert not shifted.passed and shifted.value == pytest.approx(binomial_upper_tail(84, 140, share))
+    assert shifted.value == pytest.approx(sum(math.comb(140, k) * share**k * (1 - share) ** (140 - k)
+                                              for k in range(84, 141)), rel=1e-9)
+    assert "by more than 0.1 points" in shifted.description and shifted.detail["margin_points"] == 0.1
+    assert gate_beats_champion(_evidence(_pair(250, 150, both=9600)), 0.05, min_gain_points=0.1).passed
+    # A gain no larger than the margin never passes, however many rows agree.
+    assert not gate_beats_champion(_evidence(_pair(10, 0, both=9990)), 1.0, min_gain_points=0.1).passed
+
+
 def test_elite_non_inferiority_blocks_only_a_significant_loss() -> None:
     fine = gate_elite_not_worse(_evidence(_pair(0, 0), elite=_pair(1, 2, both=247)), 0.05)
     assert fine.passed and fine.value == pytest.approx(0.5)
@@ -175,7 +192,7 @@ def test_a_night_without_evidence_says_so_in_one_line() -> None:
     kept = judge("v3", settings=settings, integrity=[], history=[],
                  evidence=_evidence((cand, champion), elite=_pair(0, 0, both=250)))
     assert not kept.passed and kept.reasons[0].startswith("beats_champion")
-    assert kept.summary == "kept the champion: +0.02 points on 5,000 rows, p = 0.5"
+    assert kept.summary == "kept the champion: +0.02 points on 5,000 rows, p = 0.95"  # beyond the 0.1-point margin
 
 
 def _verdict(version: str, passed: bool, champion: str | None):

@@ -216,7 +216,7 @@ def promoted_model(context: AssetExecutionContext, notifier: NotifierResource) -
         "candidates": ", ".join(versions) or "none in this run",
         "elite_accuracy": _num(measured.get("elite_accuracy")), "val_accuracy": _num(measured.get("val_accuracy")),
         "f1": _num(measured.get("f1")), "gain_points": _num(100 * paired["gain"]) if paired else None,
-        "p_value": _num(paired.get("p_better")),
+        "p_value": _num(paired.get("p_value")),
         "pruned_versions": ", ".join(outcome["pruned"]) or "none",
         "held_back": ", ".join(outcome["held"]) or "none",
     }

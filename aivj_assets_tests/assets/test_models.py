@@ -124,7 +124,7 @@ def _first_run_then_incremental(settings, dagster_instance, bot: BotApi) -> None
     assert entry["measured"]["val_accuracy"] < entry["champion_measured"]["val_accuracy"] + 0.01
     checks = check_results(result)
     beat = checks["incremental_model:beats_champion"]
-    assert not beat.passed and 0.05 < beat.metadata["p_better"].value <= 1.0
+    assert not beat.passed and 0.05 < beat.metadata["p_value"].value <= 1.0
     assert beat.metadata["candidate_only"].value <= beat.metadata["champion_only"].value + 40
     assert "promoted_model" not in materialisations(result)
     assert best.read_bytes() == best_before and registry.latest_version() == latest_before
@@ -289,7 +289,7 @@ def test_a_new_model_shape_starts_a_new_lineage_judged_against_the_old_champion(
     full = mats["full_model"]["version"]
     # Judged against the old champion on the same rows, each model built with its own shape.
     beat = check_results(result)["full_model:beats_champion"]
-    assert beat.metadata["value"].value != "no champion" and "p_better" in beat.metadata
+    assert beat.metadata["value"].value != "no champion" and "p_value" in beat.metadata
     assert registry.get(full)["judged_against"] == old and registry.get(full)["champion_measured"]
     assert result.success == (registry.champion()["version"] == full)
     # Judged: the plan does not train the new shape on the same data again every night.
