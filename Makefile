@@ -26,12 +26,13 @@ demo: setup
 up: setup
 	$(BIN)/aivj up
 
-test: setup browser
-	$(BIN)/ruff check aivj_assets aivj_assets_tests benchmarks scripts
+test: setup browser lint
 	$(BIN)/python -m pytest -q aivj_assets_tests
 
+# ruff (with complexity at most 12) and the architecture contracts of pyproject.toml.
 lint: setup
 	$(BIN)/ruff check aivj_assets aivj_assets_tests benchmarks scripts
+	$(BIN)/lint-imports
 
 # What the demo wrote (model versions, store, checkpoints, instance, the data folder's ledger),
 # then the virtual environment. Data files stay.

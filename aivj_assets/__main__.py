@@ -2,6 +2,6 @@
 
 import sys
 
-from aivj_assets.cli import main
+from aivj_assets.cli.main import main
 
 sys.exit(main())

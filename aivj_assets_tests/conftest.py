@@ -42,7 +42,7 @@ def dagster_instance(aivj_env) -> Iterator:
     """A real Dagster instance on the temporary DAGSTER_HOME, with the project's template."""
     import dagster as dg
 
-    from aivj_assets.instance import ensure_instance
+    from aivj_assets.orchestration.instance import ensure_instance
 
     ensure_instance(aivj_env)
     with dg.DagsterInstance.get() as instance:
@@ -52,7 +52,7 @@ def dagster_instance(aivj_env) -> Iterator:
 @pytest.fixture
 def bot_api():
     """A real HTTP server on 127.0.0.1 speaking the Telegram Bot API subset we use."""
-    from aivj_assets_tests.resources.loopback import TOKEN, BotApi
+    from aivj_assets_tests.loopback import TOKEN, BotApi
 
     api = BotApi(TOKEN)
     try:
@@ -62,9 +62,17 @@ def bot_api():
 
 
 @pytest.fixture
+def tg_settings(aivj_env, bot_api, monkeypatch: pytest.MonkeyPatch):
+    """Environment and Settings with Telegram aimed at the loopback Bot API, no message spacing."""
+    from aivj_assets_tests.loopback import telegram_env
+
+    return telegram_env(monkeypatch, bot_api)
+
+
+@pytest.fixture
 def smtp_sink(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator:
     """A real SMTP server on 127.0.0.1 (aiosmtpd, STARTTLS and login required)."""
-    from aivj_assets_tests.resources.loopback import SMTP_PASSWORD, SmtpSink
+    from aivj_assets_tests.loopback import SMTP_PASSWORD, SmtpSink
 
     sink = SmtpSink(tmp_path, "aivj@example.org", SMTP_PASSWORD)
     # The client verifies the server's certificate: trust the test's self-signed one.

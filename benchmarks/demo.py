@@ -41,8 +41,8 @@ def point_at(root: Path, corpus: Path) -> None:
 
 def run_tour(root: Path, corpus: Path, pairs: int, elite: int) -> dict[str, float]:
     """A: the tour on a fresh tree; its seconds per part."""
+    from aivj_assets.cli.tour import tour
     from aivj_assets.settings import load_settings
-    from aivj_assets.tour import tour
 
     point_at(root, corpus)
     result = tour(load_settings(), pairs=pairs, elite=elite, seed=0, out=lambda line: None)
@@ -164,7 +164,7 @@ def main() -> None:
 
     import torch
 
-    from aivj_assets.data.demo import write_demo_data
+    from aivj_assets.data.generate import write_demo_data
     from aivj_assets.settings import load_settings
 
     base = Path(tempfile.mkdtemp(prefix="aivj-bench-demo-"))

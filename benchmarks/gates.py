@@ -1,12 +1,12 @@
 """How often the promotion gates promote by mistake, and how often they catch a real gain, in one run.
 
-On the demo's task (``aivj_assets.data.demo``: a known coupling function, so every model's true
+On the demo's task (``aivj_assets.data.generate``: a known coupling function, so every model's true
 accuracy is known), at the demo's size (104,040 pairs, 512 elite), ingested into a temporary
 store and split the platform's way:
   0. models are trained the way ``full_training`` does it (elite warm-up, then full), each from
-     fresh weights: weaker champions on the first 1 and 2 of the 6 files only (as when the corpus
-     was young), then on every file a champion (seed 0) and ``--candidates`` candidates of the
-     same recipe and data with seeds 1..N;
+     fresh weights: weaker champions on the first of the 6 files only (as when the corpus was
+     young; one full epoch, and all of them) and on the first 2, then on every file a champion
+     (seed 0) and ``--candidates`` candidates of the same recipe and data with seeds 1..N;
   1. (a) false promotions: each candidate is judged by the platform (``judge_candidate``) against
      the champion of the same recipe: equal quality, so every promotion is a false one.
      Target: at most 5% promoted;
@@ -31,13 +31,14 @@ import numpy as np
 import torch
 from incremental import ingest_new_files, machine  # the sibling script (benchmarks/ is on sys.path)
 
-from aivj_assets.data.demo import coupling_probability, draw_pairs, write_demo_data
 from aivj_assets.data.elite import build_elite_set
-from aivj_assets.evidence import wilson_interval
-from aivj_assets.promotion import judge_candidate
+from aivj_assets.data.generate import coupling_probability, draw_pairs, write_demo_data
+from aivj_assets.policy.evidence import wilson_interval
+from aivj_assets.policy.promotion import judge_candidate
+from aivj_assets.policy.rows import gate_rows
+from aivj_assets.policy.stages import train_full, train_warmup
 from aivj_assets.registry import Registry
 from aivj_assets.settings import Settings, load_settings
-from aivj_assets.stages import gate_rows, train_full, train_warmup
 from aivj_assets.training.metrics import predict
 from aivj_assets.training.model import build_model, load_state_dict
 
@@ -59,8 +60,8 @@ def true_accuracy(settings: Settings, registry: Registry, version: str, audio, p
     return float(np.mean(np.where(yes, prob, 1 - prob)))
 
 
-def trained(settings: Settings, registry: Registry, seed: int) -> str:
-    s = settings.replace(seed=seed)
+def trained(settings: Settings, registry: Registry, seed: int, **changes: int) -> str:
+    s = settings.replace(seed=seed, **changes)
     warm = train_warmup(s, registry, log=lambda _: None)
     return train_full(s, registry, warm.version, log=lambda _: None).version
 
@@ -119,13 +120,13 @@ def main() -> None:
     prob = coupling_probability(audio, preset)
     t0 = time.perf_counter()
     arrive(tmp / "staging", settings.data_dir, manifest["elite_files"])
-    weak = []
-    seq = 0
-    for files in (manifest["files"][:1], manifest["files"][1:2]):
-        arrive(tmp / "staging", settings.data_dir, files)
-        seq = ingest_new_files(settings, seq)[1]
-        build_elite_set(settings)
-        weak.append(trained(settings, registry, 0))
+    arrive(tmp / "staging", settings.data_dir, manifest["files"][:1])
+    seq = ingest_new_files(settings, 0)[1]
+    build_elite_set(settings)
+    weak = [trained(settings, registry, 0, full_epochs=1), trained(settings, registry, 0)]
+    arrive(tmp / "staging", settings.data_dir, manifest["files"][1:2])
+    seq = ingest_new_files(settings, seq)[1]
+    weak.append(trained(settings, registry, 0))
     arrive(tmp / "staging", settings.data_dir, manifest["files"][2:])
     ingest_new_files(settings, seq)
     gate_n = len(gate_rows(settings).rows)
@@ -139,7 +140,7 @@ def main() -> None:
 
     print("(a) equal quality, same recipe and data:")
     equal = judged(settings, registry, champion, candidates, truth)
-    print("(b) weaker champions, trained on 1 and 2 of the 6 files:")
+    print("(b) weaker champions: 1 of the 6 files (1 epoch, 8 epochs), 2 of them (8 epochs):")
     pairs = [pair for w in weak for pair in judged(settings, registry, w, candidates, truth)]
     promoted = sum(p for _, p in equal)
     better = [p for gain, p in pairs if gain >= 0.01]

@@ -1,6 +1,6 @@
 """Incremental fusion against a full retrain when 1% new data arrives, in one run.
 
-On the demo corpus (``aivj_assets.data.demo``), ingested into a temporary store:
+On the demo corpus (``aivj_assets.data.generate``), ingested into a temporary store:
   0. a champion is trained the way ``full_training`` does it (warm-up + full) on the old files;
   1. a new file with ``--new-share`` of the corpus arrives and is ingested;
   2. then, ``--repeats`` times with a different seed each (ABAB order, the machine is shared):
@@ -28,20 +28,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from aivj_assets.data.demo import REFINED_DIR, draw_pairs, write_demo_data
 from aivj_assets.data.elite import build_elite_set
+from aivj_assets.data.generate import REFINED_DIR, draw_pairs, write_demo_data
 from aivj_assets.data.ingest import ingest_partition
 from aivj_assets.data.scan import scan_tick
+from aivj_assets.policy.rows import elite_split, gate_rows
+from aivj_assets.policy.stages import incremental_inputs, train_full, train_incremental, train_warmup
 from aivj_assets.registry import Registry
 from aivj_assets.settings import Settings, load_settings
-from aivj_assets.stages import (
-    elite_split,
-    gate_rows,
-    new_partitions,
-    train_full,
-    train_incremental,
-    train_warmup,
-)
 from aivj_assets.training.metrics import evaluate
 from aivj_assets.training.model import build_model, load_state_dict
 
@@ -118,7 +112,7 @@ def main() -> None:
 
     write_new_file(settings, int(args.pairs * args.new_share))
     new_keys, seq = ingest_new_files(settings, seq)
-    assert new_partitions(settings, registry)[1] == new_keys
+    assert incremental_inputs(settings, registry).new_keys == new_keys
     # Every model is measured on gate rows: rows no training and no epoch choice has read.
     val_all = gate_rows(settings).rows
     val_old = gate_rows(settings, old_keys).rows

@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from aivj_assets.data.demo import write_demo_data  # noqa: E402
+from aivj_assets.data.generate import write_demo_data  # noqa: E402
 from aivj_assets.data.ingest import ingest_partition  # noqa: E402
 from aivj_assets.data.ledger import Ledger  # noqa: E402
 from aivj_assets.data.scan import scan_tick  # noqa: E402
@@ -185,8 +185,8 @@ def bench_tick(root: Path, known: int, repeats: int) -> dict:
         return {"known": known, "tick_median_s": statistics.median(times), "tick_max_s": max(times),
                 "hashed_bytes": hashed, "new_bytes": new_bytes, "sensor_eval_s": float("nan")}
 
-    from aivj_assets.instance import ensure_instance
-    from aivj_assets.sensors import data_files_sensor
+    from aivj_assets.orchestration.data_sensor import data_files_sensor
+    from aivj_assets.orchestration.instance import ensure_instance
 
     ensure_instance(settings)
     for j in range(10):

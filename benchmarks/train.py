@@ -1,6 +1,6 @@
 """Our training loop against a bare minimal PyTorch loop, achieved FLOP/s, and checkpoint cost.
 
-In one run, on demo-function data (``aivj_assets.data.demo.draw_pairs``) held in memory:
+In one run, on demo-function data (``aivj_assets.data.generate.draw_pairs``) held in memory:
   A. ``aivj_assets.training.loop.train``: one epoch, as the assets run it (schedule, loss
      read-back, control polls, the step-0 and epoch-end checkpoints, and the epoch-end
      validation on a tenth of the rows), with no step checkpoints;
@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from aivj_assets.data.demo import draw_pairs
+from aivj_assets.data.generate import draw_pairs
 from aivj_assets.data.split import row_hashes
 from aivj_assets.training.checkpoints import CheckpointManager
 from aivj_assets.training.dataset import PairTensors, split_parts

@@ -3,6 +3,7 @@ half) and the one lock between processes that read-modify-write such files."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -108,9 +109,18 @@ def write_text_atomic(path: Path, text: str, *, durable: bool = True) -> None:
     write_bytes_atomic(path, text.encode("utf-8"), durable=durable)
 
 
-def write_json_atomic(path: Path, payload: Any, *, indent: int = 2) -> None:
-    """Replace ``path`` with ``payload`` as sorted, indented JSON, atomically."""
-    write_text_atomic(path, json.dumps(payload, indent=indent, sort_keys=True))
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Replace ``path`` with ``payload`` as indented JSON (keys in their order), atomically."""
+    write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 hex digest of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
 
 
 def create_exclusive(path: Path, data: bytes) -> bool:
@@ -157,3 +167,11 @@ def file_lock(path: Path) -> Iterator[None]:
                 yield
             finally:
                 fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def read_json(path: Path, default: Any) -> Any:
+    """The JSON in ``path``, or ``default`` when it is missing or unreadable (small state files)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return default

@@ -6,7 +6,6 @@ Weights are written atomically and read with ``torch.load(..., weights_only=True
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import pickle
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from aivj_assets.data.atomic import write_atomic
+from aivj_assets.data.atomic import file_sha256, write_atomic
 from aivj_assets.settings import Settings
 
 
@@ -130,15 +129,6 @@ def build_model(settings: Settings, audio_dim: int, preset_dim: int) -> nn.Modul
     if not isinstance(model, nn.Module):
         raise ValueError(f"setting AIVJ_MODEL_FACTORY={spec!r} returned {type(model).__name__}, not a torch nn.Module")
     return model
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 hex digest of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def atomic_torch_save(path: str | Path, obj: Any) -> None:

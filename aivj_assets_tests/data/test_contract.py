@@ -9,7 +9,7 @@ import pytest
 
 from aivj_assets.data.contract import PAIR_SCHEMA, DataFileError, read_pairs
 from aivj_assets.data.split import row_hashes
-from aivj_assets_tests.data.helpers import rows, write_jsonl, write_parquet
+from aivj_assets_tests.builders import rows, write_jsonl, write_parquet
 
 
 def _read(path, settings, lineage=None):

@@ -8,7 +8,7 @@ import shutil
 
 from aivj_assets.data.ledger import Ledger
 from aivj_assets.data.scan import partition_key, scan_tick
-from aivj_assets_tests.data.helpers import rows, write_jsonl
+from aivj_assets_tests.builders import rows, write_jsonl
 
 
 def _keys(plan):

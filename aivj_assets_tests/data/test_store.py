@@ -11,7 +11,7 @@ import pytest
 
 from aivj_assets.data.contract import PAIR_SCHEMA, build_table, read_pairs
 from aivj_assets.data.store import LAYOUT_KEY, META_KEY, Store, file_table
-from aivj_assets_tests.data.helpers import rows, write_jsonl
+from aivj_assets_tests.builders import rows, write_jsonl
 
 
 def _table(n: int = 40, seed: int = 0) -> pa.Table:

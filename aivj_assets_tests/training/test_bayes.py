@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from aivj_assets.data.contract import read_pairs
-from aivj_assets.data.demo import write_demo_data
+from aivj_assets.data.generate import write_demo_data
 from aivj_assets.data.store import Store
 from aivj_assets.training.dataset import split_parts, tensors_from_table
 from aivj_assets.training.loop import TrainConfig, train

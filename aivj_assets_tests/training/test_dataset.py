@@ -9,8 +9,7 @@ import torch
 
 from aivj_assets.data.split import GATE, SELECTION, TRAIN, corpus_part
 from aivj_assets.training.dataset import elite_parts, split_parts, tensors_from_table
-
-from .pairs import pair_table
+from aivj_assets_tests.builders import pair_table
 
 
 def test_table_becomes_aligned_tensors():

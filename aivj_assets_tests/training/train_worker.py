@@ -15,8 +15,7 @@ import torch
 from aivj_assets.training.dataset import PairTensors, split_parts, tensors_from_table
 from aivj_assets.training.loop import TrainConfig, train
 from aivj_assets.training.model import CouplingNet
-
-from .pairs import pair_table
+from aivj_assets_tests.builders import pair_table
 
 EPOCHS = 3
 BATCH = 32

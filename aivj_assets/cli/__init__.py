@@ -1,0 +1,1 @@
+"""The ``aivj`` command line: its verbs, the tour, ``up`` and ``reset``."""

@@ -1,0 +1,1 @@
+"""Policy: the gates, promotion, retention, the nightly plan, the training stages (no Dagster)."""

@@ -1,1 +1,0 @@
-"""Dagster resources: notifier, system monitor, control."""
