@@ -26,15 +26,21 @@ _STEP_FILE = re.compile(r"^step_(\d+)\.pth$")
 class CheckpointManager:
     """Owns one training's checkpoint folder: save, keep the newest ``keep``, find the latest."""
 
-    def __init__(self, directory: Path, identity: str, keep: int = 5, background: bool = False) -> None:
+    def __init__(self, directory: Path, identity: str, keep: int = 5, background: bool = False,
+                 every: int = 0) -> None:
         self.directory = Path(directory)
         self.identity = identity
         self.keep = max(1, int(keep))
+        self.every = int(every)  # steps between checkpoints inside an epoch (0: only at epoch ends)
         # With ``background``, files are written by one worker thread from a CPU snapshot, so
         # training goes on meanwhile; writes stay in order and each is atomic, so a kill
         # mid-write leaves the previous checkpoint as the latest.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint") if background else None
         self._pending: Future | None = None
+
+    def due(self, step: int) -> bool:
+        """Whether a checkpoint is due after optimizer step ``step`` (epoch ends always save)."""
+        return self.every > 0 and step % self.every == 0
 
     @staticmethod
     def name(step: int) -> str:

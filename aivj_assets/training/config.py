@@ -49,9 +49,6 @@ class TrainConfig:
     # row of the data a version records has been trained on); False finishes it on its rows.
     restart_epoch_on_new_data: bool = False
     loss_log: Path | None = None  # "step loss" lines, exactly those of the surviving trajectory
-    # Test hook: the loss becomes NaN at these steps (once each per process, or every time).
-    fault_nan_at_steps: tuple[int, ...] = ()
-    fault_nan_repeat: bool = False
 
     @classmethod
     def from_settings(

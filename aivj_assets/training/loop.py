@@ -3,6 +3,7 @@
 Everything a resumed run needs to continue as if never stopped (weights, optimizer,
 schedule, RNG states, epoch and position, rule counters, the epoch's rows) lives in each
 checkpoint. A NaN/Inf loss restores the last healthy checkpoint with half the learning rate.
+The checkpoint manager decides when to save; the control (window, pause, owner) when to stop.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import math
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,8 @@ from aivj_assets.training.dataset import PairTensors
 from aivj_assets.training.divergence import Counters, judge_epoch
 from aivj_assets.training.metrics import evaluate, weighted_bce
 from aivj_assets.training.run_state import (
-    EpochRows,
     LossLog,
+    RunState,
     clone_state,
     get_rng_state,
     progress_line,
@@ -36,28 +37,10 @@ from aivj_assets.training.run_state import (
 __all__ = ["TrainConfig", "TrainError", "TrainResult", "resolve_device", "train"]
 
 _FLUSH_STEPS = 32  # losses are read back (one device sync) every this many steps
+_RESTARTED = "restarted"  # an epoch's outcome when a NaN recovery moved the run back
 
 
-@dataclass
-class _Run:
-    """The loop's mutable position; with the model and optimizer, what a checkpoint holds."""
-
-    step: int = 0
-    epoch: int = 0
-    pos: int = 0  # batches done in the current epoch
-    samples: int = 0
-    seconds: float = 0.0  # training seconds before this process
-    epoch_seconds: float = 0.0
-    epoch_loss_sum: float = 0.0
-    epoch_loss_count: int = 0
-    finished: bool = False
-    counters: Counters = field(default_factory=Counters)
-    history: list[dict[str, Any]] = field(default_factory=list)
-    events: list[dict[str, Any]] = field(default_factory=list)
-    best_model: dict[str, torch.Tensor] | None = None
-
-
-def _schedule(cfg: TrainConfig, run: _Run, n_batches: int) -> float:
+def _schedule(cfg: TrainConfig, run: RunState, n_batches: int) -> float:
     """Learning rate now: linear warm-up by step, cosine by progress through the epochs."""
     warm = min(1.0, (run.step + 1) / cfg.warmup_steps) if cfg.warmup_steps > 0 else 1.0
     progress = min(1.0, (run.epoch + run.pos / max(n_batches, 1)) / max(cfg.epochs, 1))
@@ -91,36 +74,122 @@ class _Trainer:
         self.selection = selection.to(self.device)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         self.ckpt = CheckpointManager(cfg.checkpoint_dir, cfg.identity, cfg.checkpoint_keep,
-                                      background=cfg.checkpoint_background)
+                                      background=cfg.checkpoint_background, every=cfg.checkpoint_every)
         self.loss_log = LossLog(cfg.loss_log) if cfg.loss_log else None
-        self.run_ = _Run()
-        self.rows = EpochRows()
+        self.run_ = RunState()
         self.pending: list[tuple[int, torch.Tensor]] = []
-        self.faults_fired: set[int] = set()
         self.last_checkpoint: str | None = None
         self.resumed_from: str | None = None
         # bf16 autocast where asked; otherwise no context at all (it costs time on every step).
         self.autocast = (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)) if cfg.bf16 else nullcontext
+        self.t0 = self.epoch_t0 = self.next_poll = self.next_log = time.monotonic()
+        self.samples0 = 0
 
-    # --- checkpoints -------------------------------------------------------------------
+    # --- the loop --------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        try:
+            self._start()
+            decision = self._ask(self._progress(0, 0))
+            while decision == "continue" and self.run_.epoch < self.cfg.epochs:
+                decision = self._epoch()
+            return self._finish(decision)
+        finally:
+            self.ckpt.close()  # every checkpoint is on disk when train() returns or raises
+
+    def _epoch(self) -> str:
+        """Train from the current position to the epoch's end; the control's decision then
+        ("continue" also after a NaN recovery moved the run back to a checkpoint)."""
+        r, cfg = self.run_, self.cfg
+        data = r.rows.epoch_data(self.get_data, r, self.log, self.device, realign=not cfg.restart_epoch_on_new_data)
+        n, n_batches = len(data), math.ceil(len(data) / cfg.batch_size)
+        if n == 0:
+            raise ValueError(f"training {cfg.identity!r}: no training rows for epoch {r.epoch + 1}")
+        self._fit_scaling(data)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed((cfg.seed * 1_000_003 + r.epoch) % (1 << 63)))
+        perm = perm.to(self.device)
+        decision = "continue"
+        while decision == "continue" and r.pos < n_batches:
+            self._step(data, perm[r.pos * cfg.batch_size : (r.pos + 1) * cfg.batch_size], n_batches)
+            decision = self._after_step(n, n_batches)
+        if decision == _RESTARTED:
+            return "continue"
+        if decision != "continue":  # paused or stopped mid-epoch
+            self._recovered()  # a NaN still pending goes back to the healthy checkpoint, which is kept
+            where = f"step {r.step} (epoch {r.epoch + 1})"
+        elif self._recovered():
+            return "continue"
+        else:
+            self._end_epoch(n)
+            decision = self._ask(self._progress(n, n_batches))
+            if decision == "continue" or r.epoch >= cfg.epochs:
+                return decision
+            where = f"the end of epoch {r.epoch}"
+        self._save(status=decision)
+        self.log(f"{decision} at {where}; checkpoint {self.last_checkpoint}")
+        return decision
+
+    def _step(self, data: PairTensors, idx: torch.Tensor, n_batches: int) -> None:
+        """One optimizer step on the rows ``idx``; its loss is read back later, in a batch."""
+        r = self.run_
+        for group in self.opt.param_groups:
+            group["lr"] = _schedule(self.cfg, r, n_batches)
+        with self.autocast():
+            logits = self.model(data.audio[idx], data.preset[idx])
+        loss = weighted_bce(logits, data.label[idx], data.weight[idx])
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.opt.step()
+        r.step, r.pos, r.samples = r.step + 1, r.pos + 1, r.samples + int(idx.shape[0])
+        self.pending.append((r.step, loss.detach()))
+
+    def _after_step(self, n: int, n_batches: int) -> str:
+        """Losses, checkpoint, progress line and control, each when due: "continue", the
+        control's "pause"/"stop", or a restart after a NaN recovery."""
+        r = self.run_
+        checkpoint_due = self.ckpt.due(r.step)
+        now = time.monotonic()
+        poll_due, log_due = now >= self.next_poll, now >= self.next_log
+        if (checkpoint_due or poll_due or log_due or len(self.pending) >= _FLUSH_STEPS) and self._recovered():
+            return _RESTARTED
+        if checkpoint_due:
+            self._save()
+        if log_due:
+            self.next_log = now + self.cfg.progress_seconds
+            self.log(progress_line(self._progress(n, n_batches), self._epoch_loss()))
+        return self._ask(self._progress(n, n_batches)) if poll_due else "continue"
+
+    def _fit_scaling(self, data: PairTensors) -> None:
+        # A fresh model learns its input scaling from the first epoch's rows; a warm-started one
+        # keeps its own (fit_input_scaling then does nothing).
+        if self.run_.step == 0 and hasattr(self.model, "fit_input_scaling"):
+            if self.model.fit_input_scaling(data.audio, data.preset):
+                self.log(f"fitted input scaling on {len(data):,} training rows")
+
+    def _finish(self, decision: str) -> TrainResult:
+        r = self.run_
+        if r.epoch < self.cfg.epochs:
+            return self._result("paused" if decision == "pause" else "stopped")
+        if not r.finished:
+            r.finished = True
+            self._save(status="finished")
+        return self._result("finished")
+
+    # --- checkpoints -------------------------------------------------------------------------
     def _payload(self) -> dict[str, Any]:
         r = self.run_
+        now = time.monotonic()
         return {
             "format": 1,
             "model": self.model.state_dict(),
             "optimizer": self.opt.state_dict(),
             "scheduler": {"kind": "warmup_cosine", "lr_scale": r.counters.lr_scale, "base_lr": self.cfg.learning_rate},
             "rng": get_rng_state(),
-            "epoch": r.epoch, "pos": r.pos, "samples": r.samples,
-            "seconds": r.seconds + (time.monotonic() - self.t0),
-            "epoch_seconds": r.epoch_seconds + (time.monotonic() - self.epoch_t0),
-            "epoch_loss_sum": r.epoch_loss_sum, "epoch_loss_count": r.epoch_loss_count,
-            "finished": r.finished,
-            "counters": r.counters.to_dict(),
-            "history": r.history, "events": r.events,
-            "best_model": r.best_model,
-            "epoch_rows": self.rows.to_payload(),
             "manifest_hash": self.cfg.manifest_hash,
+            **r.state_dict(),
+            "seconds": r.seconds + (now - self.t0),
+            "epoch_seconds": r.epoch_seconds + (now - self.epoch_t0),
         }
 
     def _save(self, status: str = "running") -> None:
@@ -136,40 +205,35 @@ class _Trainer:
             raise ValueError(f"{path}: checkpoint does not fit this model: {str(exc).splitlines()[0]}") from None
         self.opt.load_state_dict(p["optimizer"])
         set_rng_state(p["rng"])
-        r = self.run_
-        r.step, r.epoch, r.pos, r.samples = int(p["step"]), int(p["epoch"]), int(p["pos"]), int(p["samples"])
-        r.seconds, r.epoch_seconds = float(p["seconds"]), float(p["epoch_seconds"])
-        r.epoch_loss_sum, r.epoch_loss_count = float(p["epoch_loss_sum"]), int(p["epoch_loss_count"])
-        r.finished = bool(p["finished"])
-        r.counters = Counters.from_dict(p["counters"])
-        r.history, r.events, r.best_model = list(p["history"]), list(p["events"]), p["best_model"]
-        self.rows = EpochRows.from_payload(p["epoch_rows"])
+        self.run_.load_state_dict(p)
         if p.get("manifest_hash", "") != self.cfg.manifest_hash:
-            # Scores from other validation rows are not comparable with the coming ones: the
-            # best epoch so far and the rules' streaks start again on the current data.
-            r.counters.best_epoch, r.counters.best_score = -1, []
-            r.counters.rise_streak = r.counters.worsen_streak = 0
-            r.best_model = None
+            self.run_.forget_best()
             self.log("data changed since the checkpoint: the best epoch is chosen again on the current data")
         self.t0 = self.epoch_t0 = time.monotonic()
-        self.samples0 = r.samples
+        self.samples0 = self.run_.samples
         self.last_checkpoint = path.stem
         if self.loss_log:
-            self.loss_log.truncate_after(r.step)
+            self.loss_log.truncate_after(self.run_.step)
 
-    def _start(self) -> None:
+    def _resume_source(self) -> Path | None:
+        """The checkpoint to go on from: the one asked for, or this identity's latest, unless that
+        training finished on other data (then this data starts afresh)."""
         cfg = self.cfg
-        source: Path | None = None
         if isinstance(cfg.resume, Path | str) and not isinstance(cfg.resume, bool):
             source = Path(cfg.resume)
             if not source.is_file():
                 raise FileNotFoundError(f"resume checkpoint {source} does not exist")
-        elif cfg.resume:
-            source = self.ckpt.latest()
-            state = self.ckpt.state() or {}
-            if source is not None and state.get("status") == "finished" and \
-                    state.get("manifest_hash", "") != cfg.manifest_hash:
-                source = None  # a training that finished on other data is done: this data starts afresh
+            return source
+        if not cfg.resume:
+            return None
+        state = self.ckpt.state() or {}
+        if state.get("status") == "finished" and state.get("manifest_hash", "") != cfg.manifest_hash:
+            return None
+        return self.ckpt.latest()
+
+    def _start(self) -> None:
+        cfg = self.cfg
+        source = self._resume_source()
         if source is not None:
             self._restore(source)
             self.resumed_from = source.stem
@@ -185,22 +249,24 @@ class _Trainer:
         seed_everything(cfg.seed)
         self._save()  # step_0000: the first healthy point a NaN can fall back to
 
-    # --- losses and divergence ---------------------------------------------------------
-    def _flush(self) -> int | None:
-        """Read pending losses back; the first step whose loss is NaN/Inf, or None."""
+    # --- losses and divergence -----------------------------------------------------------------
+    def _recovered(self) -> bool:
+        """Read the pending losses back; on a NaN/Inf one, restore the last healthy checkpoint with
+        half the learning rate and say True (the run moved back), or fail past the limit."""
         if not self.pending:
-            return None
+            return False
         values = torch.stack([v for _, v in self.pending]).float().cpu().tolist()
         steps = [s for s, _ in self.pending]
         self.pending.clear()
-        for s, v in zip(steps, values, strict=True):
-            if not math.isfinite(v):
-                return s
-        self.run_.epoch_loss_sum += sum(values)
-        self.run_.epoch_loss_count += len(values)
-        if self.loss_log:
-            self.loss_log.append(steps, values)
-        return None
+        bad = next((s for s, v in zip(steps, values, strict=True) if not math.isfinite(v)), None)
+        if bad is None:
+            self.run_.epoch_loss_sum += sum(values)
+            self.run_.epoch_loss_count += len(values)
+            if self.loss_log:
+                self.loss_log.append(steps, values)
+            return False
+        self._recover(bad)
+        return True
 
     def _recover(self, bad_step: int) -> None:
         """Back to the last healthy checkpoint with half the learning rate, or fail."""
@@ -225,7 +291,7 @@ class _Trainer:
         self.log(msg)
         self._save()  # the counters and halved rate must survive a crash right after
 
-    # --- control -------------------------------------------------------------------------
+    # --- control -------------------------------------------------------------------------------
     def _progress(self, n: int, n_batches: int) -> dict[str, Any]:
         r, cfg = self.run_, self.cfg
         elapsed = max(time.monotonic() - self.t0, 1e-9)
@@ -248,107 +314,16 @@ class _Trainer:
             raise ValueError(f"training control returned {decision!r}; expected 'continue', 'pause' or 'stop'")
         return decision
 
-    # --- the loop --------------------------------------------------------------------------
-    def run(self) -> TrainResult:
-        try:
-            return self._run()
-        finally:
-            self.ckpt.close()  # every checkpoint is on disk when train() returns or raises
-
-    def _run(self) -> TrainResult:
-        cfg, r = self.cfg, self.run_
-        self.t0 = self.epoch_t0 = time.monotonic()
-        self.next_poll = self.next_log = self.t0
-        self.samples0 = 0
-        self._start()
-        decision = self._ask(self._progress(0, 0))
-        while decision == "continue" and r.epoch < cfg.epochs:
-            data = self.rows.epoch_data(self.get_data, r, self.log, self.device,
-                                        realign=not self.cfg.restart_epoch_on_new_data)
-            n, bs = len(data), cfg.batch_size
-            n_batches = math.ceil(n / bs)
-            if n == 0:
-                raise ValueError(f"training {cfg.identity!r}: no training rows for epoch {r.epoch + 1}")
-            if r.step == 0 and hasattr(self.model, "fit_input_scaling"):
-                # A fresh model learns its input scaling from the first epoch's rows; a
-                # warm-started one keeps its own (fit_input_scaling then does nothing).
-                if self.model.fit_input_scaling(data.audio, data.preset):
-                    self.log(f"fitted input scaling on {n:,} training rows")
-            g = torch.Generator().manual_seed((cfg.seed * 1_000_003 + r.epoch) % (1 << 63))
-            perm = torch.randperm(n, generator=g).to(self.device)
-            restarted = False
-            while r.pos < n_batches:
-                idx = perm[r.pos * bs : (r.pos + 1) * bs]
-                lr = _schedule(cfg, r, n_batches)
-                for group in self.opt.param_groups:
-                    group["lr"] = lr
-                with self.autocast():
-                    logits = self.model(data.audio[idx], data.preset[idx])
-                loss = weighted_bce(logits, data.label[idx], data.weight[idx])
-                if r.step + 1 in cfg.fault_nan_at_steps and (cfg.fault_nan_repeat or r.step + 1 not in self.faults_fired):
-                    self.faults_fired.add(r.step + 1)
-                    loss = loss * float("nan")
-                self.opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-                self.opt.step()
-                r.step += 1
-                r.pos += 1
-                r.samples += int(idx.shape[0])
-                self.pending.append((r.step, loss.detach()))
-                checkpoint_due = cfg.checkpoint_every > 0 and r.step % cfg.checkpoint_every == 0
-                now = time.monotonic()
-                poll_due, log_due = now >= self.next_poll, now >= self.next_log
-                if checkpoint_due or poll_due or log_due or len(self.pending) >= _FLUSH_STEPS:
-                    bad = self._flush()
-                    if bad is not None:
-                        self._recover(bad)
-                        restarted = True
-                        break
-                if checkpoint_due:
-                    self._save()
-                if log_due:
-                    self.next_log = now + cfg.progress_seconds
-                    self.log(progress_line(self._progress(n, n_batches), self.run_epoch_loss()))
-                if poll_due:
-                    decision = self._ask(self._progress(n, n_batches))
-                    if decision != "continue":
-                        break
-            if restarted:
-                continue
-            if decision != "continue":
-                bad = self._flush()
-                if bad is not None:
-                    self._recover(bad)
-                self._save(status=decision)
-                self.log(f"{decision} at step {r.step} (epoch {r.epoch + 1}); checkpoint {self.last_checkpoint}")
-                break
-            bad = self._flush()
-            if bad is not None:
-                self._recover(bad)
-                continue
-            self._end_epoch(n, n_batches)
-            decision = self._ask(self._progress(n, n_batches))
-            if decision != "continue" and r.epoch < cfg.epochs:
-                self._save(status=decision)
-                self.log(f"{decision} at the end of epoch {r.epoch}; checkpoint {self.last_checkpoint}")
-        if r.epoch >= cfg.epochs:
-            if not r.finished:
-                r.finished = True
-                self._save(status="finished")
-            return self._result("finished")
-        return self._result("paused" if decision == "pause" else "stopped")
-
-    def run_epoch_loss(self) -> float:
+    # --- epochs and the result -----------------------------------------------------------------
+    def _epoch_loss(self) -> float:
         r = self.run_
         return r.epoch_loss_sum / r.epoch_loss_count if r.epoch_loss_count else math.nan
 
-    def _end_epoch(self, n: int, n_batches: int) -> None:
+    def _end_epoch(self, n: int) -> None:
         r, cfg = self.run_, self.cfg
         v = evaluate(self.model, self.selection, device=self.device)
         record = {
-            "epoch": r.epoch + 1, "step": r.step, "train_loss": self.run_epoch_loss(),
+            "epoch": r.epoch + 1, "step": r.step, "train_loss": self._epoch_loss(),
             "selection_loss": v["loss"], "selection_accuracy": v["accuracy"], "selection_f1": v["f1"],
             "selection_precision": v["precision"], "selection_recall": v["recall"],
             "lr": self.opt.param_groups[0]["lr"], "rows": n,
@@ -370,9 +345,8 @@ class _Trainer:
             f"{record['selection_loss']:.4f}, selection acc {record['selection_accuracy']:.4f}, "
             f"selection F1 {record['selection_f1']:.4f}, {record['seconds']:.1f}s"
         )
-        r.epoch, r.pos = r.epoch + 1, 0
+        r.new_epoch()
         r.finished = r.epoch >= cfg.epochs  # the last epoch's checkpoint is also the final one
-        r.epoch_loss_sum, r.epoch_loss_count, r.epoch_seconds = 0.0, 0, 0.0
         self.epoch_t0 = time.monotonic()
         self._save(status="finished" if r.finished else "running")
 

@@ -1,4 +1,5 @@
-"""The small pieces of run state the loop saves and restores: RNG states, the epoch's rows, the loss log."""
+"""The run state the loop saves and restores: its position and memory (:class:`RunState`), RNG
+states, the epoch's rows, and the loss log."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import random
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,60 @@ import numpy as np
 import torch
 
 from aivj_assets.training.dataset import PairTensors
+from aivj_assets.training.divergence import Counters
+
+
+@dataclass
+class RunState:
+    """The loop's position and memory: with the model, optimizer and generators, what a checkpoint
+    holds. A new piece of state is a new field here, and :meth:`state_dict` carries it."""
+
+    step: int = 0
+    epoch: int = 0
+    pos: int = 0  # batches done in the current epoch
+    samples: int = 0
+    seconds: float = 0.0  # training seconds before this process
+    epoch_seconds: float = 0.0  # of the current epoch, before this process
+    epoch_loss_sum: float = 0.0
+    epoch_loss_count: int = 0
+    finished: bool = False
+    counters: Counters = field(default_factory=Counters)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    best_model: dict[str, torch.Tensor] | None = None
+    rows: EpochRows = field(default_factory=lambda: EpochRows())
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain values and tensors only: a checkpoint loads with ``weights_only=True``."""
+        return {
+            "epoch": self.epoch, "pos": self.pos, "samples": self.samples, "seconds": self.seconds,
+            "epoch_seconds": self.epoch_seconds, "epoch_loss_sum": self.epoch_loss_sum,
+            "epoch_loss_count": self.epoch_loss_count, "finished": self.finished,
+            "counters": self.counters.to_dict(), "history": self.history, "events": self.events,
+            "best_model": self.best_model, "epoch_rows": self.rows.to_payload(),
+        }
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        """Put back what :meth:`state_dict` returned (``step`` is the checkpoint's own)."""
+        self.step, self.epoch, self.pos, self.samples = int(d["step"]), int(d["epoch"]), int(d["pos"]), int(d["samples"])
+        self.seconds, self.epoch_seconds = float(d["seconds"]), float(d["epoch_seconds"])
+        self.epoch_loss_sum, self.epoch_loss_count = float(d["epoch_loss_sum"]), int(d["epoch_loss_count"])
+        self.finished = bool(d["finished"])
+        self.counters = Counters.from_dict(d["counters"])
+        self.history, self.events, self.best_model = list(d["history"]), list(d["events"]), d["best_model"]
+        self.rows = EpochRows.from_payload(d["epoch_rows"])
+
+    def forget_best(self) -> None:
+        """Scores from other selection rows are not comparable with the coming ones: the best epoch
+        so far and the rules' streaks start again on the current data."""
+        self.counters.best_epoch, self.counters.best_score = -1, []
+        self.counters.rise_streak = self.counters.worsen_streak = 0
+        self.best_model = None
+
+    def new_epoch(self) -> None:
+        """Move to the next epoch's start."""
+        self.epoch, self.pos = self.epoch + 1, 0
+        self.epoch_loss_sum, self.epoch_loss_count, self.epoch_seconds = 0.0, 0, 0.0
 
 
 def clone_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from aivj_assets.training.checkpoints import CheckpointManager
 from aivj_assets.training.dataset import PairTensors, split_parts, tensors_from_table
 from aivj_assets.training.loop import TrainConfig, TrainError, train
 from aivj_assets.training.model import CouplingNet
-
-from .pairs import pair_table
+from aivj_assets_tests.builders import pair_table
 
 BATCH = 64
 
@@ -27,6 +27,33 @@ def _data(n: int = 1200, seed: int = 0) -> tuple[PairTensors, PairTensors]:
 def _model() -> CouplingNet:
     torch.manual_seed(0)
     return CouplingNet(8, 4, hidden_dim=16, embed_dim=4)
+
+
+class NanAt(nn.Module):
+    """The model, whose training forward pass number ``step`` gives NaN logits.
+
+    The count is a buffer, so it travels in checkpoints: after a recovery the run replays the
+    same steps, and with ``repeat`` the NaN comes back each time (a loss that keeps diverging);
+    without, it came once in this process (a transient fault).
+    """
+
+    def __init__(self, inner: nn.Module, step: int, *, repeat: bool = False) -> None:
+        super().__init__()
+        self.inner, self.step, self.repeat, self.fired = inner, step, repeat, False
+        self.register_buffer("forwards", torch.zeros((), dtype=torch.long))
+
+    def fit_input_scaling(self, audio: torch.Tensor, preset: torch.Tensor) -> bool:
+        return self.inner.fit_input_scaling(audio, preset)
+
+    def forward(self, audio: torch.Tensor, preset: torch.Tensor) -> torch.Tensor:
+        logits = self.inner(audio, preset)
+        if not self.training:
+            return logits
+        self.forwards += 1
+        if int(self.forwards) == self.step and (self.repeat or not self.fired):
+            self.fired = True
+            return logits * float("nan")
+        return logits
 
 
 def _config(tmp_path: Path, **changes) -> TrainConfig:
@@ -54,8 +81,8 @@ def test_nan_loss_restores_checkpoint_halves_lr_and_finishes(tmp_path: Path):
     clean = train(_model(), train_rows, selection=val, config=_config(tmp_path / "clean"), log=_quiet())
     lines: list[str] = []
     log_file = tmp_path / "loss.log"
-    faulty = train(_model(), train_rows, selection=val, log=lines.append,
-                   config=_config(tmp_path / "faulty", fault_nan_at_steps=(25,), loss_log=log_file))
+    faulty = train(NanAt(_model(), 25), train_rows, selection=val, log=lines.append,
+                   config=_config(tmp_path / "faulty", loss_log=log_file))
     assert faulty.status == "finished" and faulty.steps == clean.steps
     nan_events = [e for e in faulty.events if e["kind"] == "nan_recovered"]
     assert len(nan_events) == 1 and nan_events[0]["step"] == 25
@@ -65,7 +92,7 @@ def test_nan_loss_restores_checkpoint_halves_lr_and_finishes(tmp_path: Path):
     # Epochs 2 and 3 ran at half the clean run's learning rate, on the same schedule.
     for f, c in zip(faulty.history[1:], clean.history[1:], strict=True):
         assert f["lr"] == pytest.approx(c["lr"] / 2)
-    assert all(math.isfinite(v) for v in faulty.state_dict["head.0.weight"].flatten().tolist())
+    assert all(math.isfinite(v) for v in faulty.state_dict["inner.head.0.weight"].flatten().tolist())
     logged = [line.split() for line in log_file.read_text().splitlines()]
     assert [int(s) for s, _ in logged] == list(range(1, faulty.steps + 1))  # replayed steps, once each
     assert all(math.isfinite(float(v)) for _, v in logged)
@@ -74,11 +101,11 @@ def test_nan_loss_restores_checkpoint_halves_lr_and_finishes(tmp_path: Path):
 
 def test_loss_that_keeps_diverging_fails_cleanly(tmp_path: Path):
     train_rows, val = _data()
-    config = _config(tmp_path, fault_nan_at_steps=(25,), fault_nan_repeat=True, nan_max_recoveries=2)
+    config = _config(tmp_path, nan_max_recoveries=2)
     healthy = f"step_{_last_checkpoint_before(25, len(train_rows)):04d}"
     with pytest.raises(TrainError, match=r"diverged: loss NaN/Inf at step 25 after 2 recoveries "
                                          rf"\(limit nan_max_recoveries=2\).*0\.25x.*{healthy}"):
-        train(_model(), train_rows, selection=val, config=config, log=_quiet())
+        train(NanAt(_model(), 25, repeat=True), train_rows, selection=val, config=config, log=_quiet())
     # The recoveries were recorded as they happened, so a restart knows how many were spent.
     state = CheckpointManager(config.checkpoint_dir, "loop-test").load(config.checkpoint_dir / f"{healthy}.pth")
     assert state["counters"]["nan_recoveries"] == 2
