@@ -2,18 +2,19 @@
 
 A data file is JSON lines or Parquet with ``audio`` and ``preset`` float vectors, a 0/1 (or
 boolean) ``label`` and optional ``pair_id`` and ``weight``; field names come from Settings.
-Validation is vectorised with pyarrow and NumPy; only a JSON-lines file that pyarrow cannot
-parse (a malformed line, mixed types) takes the per-line path, which also names each bad line.
+Every row rule is written once, on whole columns (pyarrow and NumPy); a JSON-lines file that
+pyarrow cannot parse whole (a malformed line, mixed types) is parsed line by line and its rows
+then judged by the same rules.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -135,6 +136,12 @@ class _Marks:
         self.bad = np.zeros(n, bool)
         self.why: dict[int, str] = {}
 
+    def rows(self, reasons: dict[int, str]) -> None:
+        """Mark single rows, each with its own reason."""
+        for i, reason in reasons.items():
+            if not self.bad[i]:
+                self.bad[i], self.why[i] = True, reason
+
     def __call__(self, mask: np.ndarray, reason) -> None:
         new = mask & ~self.bad
         if not new.any():
@@ -154,60 +161,20 @@ class _Vectors:
 
 
 def _validate_table(
-    path: Path, t: pa.Table, settings: Settings, lineage: dict | None, line_numbers: list[int] | None,
-    strict: bool = True,
+    path: Path, t: pa.Table, settings: Settings, lineage: dict | None, line_numbers: list[int] | None = None,
+    strict: bool = True, known_bad: dict[int, str] | None = None,
 ) -> FileRows:
-    """``strict`` (JSON lines): a column whose type is not the contract's sends the file line by
-    line, so each row is judged on its own. Parquet has no lines and one type per column, so its
-    columns are cast (a category pair_id, a boolean weight) as long as the cast holds."""
+    """Every row rule of the contract, on whole columns. ``strict`` (JSON lines): a column whose
+    type is not the contract's sends the file line by line, so each row is judged on its own.
+    Parquet has no lines and one type per column, so its columns are cast (a category pair_id, a
+    boolean weight) as long as the cast holds. ``known_bad``: rows already judged (row -> reason)."""
     n = t.num_rows
     mark = _Marks(n)
-    vectors: dict[str, _Vectors | None] = {}
-    for name in (settings.audio_field, settings.preset_field):
-        if name not in t.column_names:
-            mark(np.ones(n, bool), f"missing field {name!r}")
-            vectors[name] = None
-            continue
-        arr = _list_of_float32(t[name], name, strict)
-        offsets = arr.offsets.to_numpy()
-        # Nulls inside a list become NaN here, so one finiteness test covers NaN, Inf (also a
-        # float64 beyond float32's range) and null values.
-        values = arr.values.to_numpy(zero_copy_only=False)
-        lengths = np.diff(offsets)
-        missing = _is_null(arr) if arr.null_count else np.zeros(n, bool)
-        if missing.any():
-            mark(missing, f"missing field {name!r}")
-            lengths = np.where(missing, -1, lengths)
-        mark(lengths == 0, f"{name} has no values")  # a lineage of empty vectors would refuse all else
-        if not np.isfinite(values[offsets[0] : offsets[-1]]).all():
-            bad_cum = np.concatenate([[0], np.cumsum(~np.isfinite(values))])
-            nonfinite = (bad_cum[offsets[1:]] - bad_cum[offsets[:-1]]) > 0
-            mark(nonfinite & ~missing, f"{name} has NaN, Inf or null values")
-        vectors[name] = _Vectors(lengths, offsets, values)
-
+    mark.rows(known_bad or {})
+    vectors = {name: _vector_column(t, name, n, mark, strict) for name in (settings.audio_field, settings.preset_field)}
     labels = _labels(t, settings.label_field, n, mark)
-    weights = np.ones(n, np.float32)
-    if settings.weight_field in t.column_names:
-        if strict and not _numeric(t[settings.weight_field].type):
-            raise _NeedLinePath(f"field {settings.weight_field!r} is not numeric")
-        try:
-            w = pc.cast(t[settings.weight_field], pa.float64()).to_numpy(zero_copy_only=False)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-            raise _NeedLinePath(f"field {settings.weight_field!r} is not numeric") from None
-        w = np.where(_is_null(t[settings.weight_field]), 1.0, w)
-        mark(~np.isfinite(w) | (w < 0), "weight must be a finite number >= 0")
-        weights = w.astype(np.float32)
-    pair_ids = None
-    if settings.pair_id_field in t.column_names:
-        kind = t[settings.pair_id_field].type
-        if strict and not (pa.types.is_string(kind) or pa.types.is_large_string(kind)
-                           or pa.types.is_integer(kind) or pa.types.is_null(kind)):
-            raise _NeedLinePath(f"field {settings.pair_id_field!r} is not a string")
-        try:
-            pair_ids = pc.cast(t[settings.pair_id_field], pa.string())
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            raise _NeedLinePath(f"field {settings.pair_id_field!r} is not a string") from None
-
+    weights = _weights(t, settings.weight_field, n, mark, strict)
+    pair_ids = _pair_ids(t, settings.pair_id_field, strict)
     audio_dim, preset_dim, wrong = _check_lengths(vectors, settings, lineage, mark)
     if mark.bad.any():
         idx = np.flatnonzero(~mark.bad)
@@ -222,6 +189,58 @@ def _validate_table(
         pair_ids = pa.nulls(len(labels), pa.string())
     bad = [BadRow(str(path), (line_numbers[i] if line_numbers else i + 1), reason) for i, reason in sorted(mark.why.items())]
     return FileRows(audio, preset, labels, weights, pair_ids, bad, audio_dim, preset_dim, wrong)
+
+
+def _vector_column(t: pa.Table, name: str, n: int, mark: _Marks, strict: bool) -> _Vectors | None:
+    """A list column as flat float32 values; marks rows where it is missing, empty or not finite."""
+    if name not in t.column_names:
+        mark(np.ones(n, bool), f"missing field {name!r}")
+        return None
+    arr = _list_of_float32(t[name], name, strict)
+    offsets = arr.offsets.to_numpy()
+    # Nulls inside a list become NaN here, so one finiteness test covers NaN, Inf (also a
+    # float64 beyond float32's range) and null values.
+    values = arr.values.to_numpy(zero_copy_only=False)
+    lengths = np.diff(offsets)
+    missing = _is_null(arr) if arr.null_count else np.zeros(n, bool)
+    if missing.any():
+        mark(missing, f"missing field {name!r}")
+        lengths = np.where(missing, -1, lengths)
+    mark(lengths == 0, f"{name} has no values")  # a lineage of empty vectors would refuse all else
+    if not np.isfinite(values[offsets[0] : offsets[-1]]).all():
+        bad_cum = np.concatenate([[0], np.cumsum(~np.isfinite(values))])
+        nonfinite = (bad_cum[offsets[1:]] - bad_cum[offsets[:-1]]) > 0
+        mark(nonfinite & ~missing, f"{name} has NaN, Inf or null values")
+    return _Vectors(lengths, offsets, values)
+
+
+def _weights(t: pa.Table, name: str, n: int, mark: _Marks, strict: bool) -> np.ndarray:
+    """Row weights (1 where absent); marks rows whose weight is not a finite number >= 0."""
+    if name not in t.column_names:
+        return np.ones(n, np.float32)
+    if strict and not _numeric(t[name].type):
+        raise _NeedLinePath(f"field {name!r} is not numeric")
+    try:
+        w = pc.cast(t[name], pa.float64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        raise _NeedLinePath(f"field {name!r} is not numeric") from None
+    w = np.where(_is_null(t[name]), 1.0, w)
+    mark(~np.isfinite(w) | (w < 0), "weight must be a finite number >= 0")
+    return w.astype(np.float32)
+
+
+def _pair_ids(t: pa.Table, name: str, strict: bool) -> pa.Array | pa.ChunkedArray | None:
+    """The pair ids as strings, or None when the file has none."""
+    if name not in t.column_names:
+        return None
+    kind = t[name].type
+    if strict and not (pa.types.is_string(kind) or pa.types.is_large_string(kind)
+                       or pa.types.is_integer(kind) or pa.types.is_null(kind)):
+        raise _NeedLinePath(f"field {name!r} is not a string")
+    try:
+        return pc.cast(t[name], pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise _NeedLinePath(f"field {name!r} is not a string") from None
 
 
 def _is_null(col) -> np.ndarray:
@@ -325,10 +344,14 @@ def fixed_lists(matrix: np.ndarray) -> pa.ListArray:
 
 
 def _read_lines(path: Path, data: bytes, settings: Settings, lineage: dict | None) -> FileRows:
-    f = settings
-    parsed: list[tuple[int, tuple]] = []
+    """Parse line by line, then judge the parsed rows by the same rules as a whole file.
+
+    Parsing is all this path adds: a malformed line or a value of another type than the
+    contract's is named here; every other rule is the vectorised one.
+    """
+    objects: list[dict] = []
+    line_numbers: list[int] = []
     bad: list[BadRow] = []
-    seen_objects = 0
     for lineno, raw in enumerate(data.split(b"\n"), 1):
         if not raw.strip():
             continue
@@ -340,84 +363,59 @@ def _read_lines(path: Path, data: bytes, settings: Settings, lineage: dict | Non
         if not isinstance(obj, dict):
             bad.append(BadRow(str(path), lineno, "a line must be a JSON object"))
             continue
-        seen_objects += 1
-        record = _record(obj, f)
-        if isinstance(record, str):
-            bad.append(BadRow(str(path), lineno, record))
-        else:
-            parsed.append((lineno, record))
-    if seen_objects == 0:
+        objects.append(obj)
+        line_numbers.append(lineno)
+    if not objects:
         raise DataFileError(f"{path}: no line is a JSON object (first problem: {bad[0].reason})")
-    if lineage:
-        dims = (int(lineage["audio_dim"]), int(lineage["preset_dim"]))
-    elif parsed:
-        dims = Counter((len(r[0]), len(r[1])) for _, r in parsed).most_common(1)[0][0]
-    else:
-        dims = (None, None)
-    good = []
-    wrong = 0
-    for lineno, r in parsed:
-        if len(r[0]) != dims[0]:
-            bad.append(BadRow(str(path), lineno, f"{f.audio_field} has {len(r[0])} values, lineage expects {dims[0]}"))
-            wrong += 1
-        elif len(r[1]) != dims[1]:
-            bad.append(BadRow(str(path), lineno, f"{f.preset_field} has {len(r[1])} values, lineage expects {dims[1]}"))
-            wrong += 1
-        else:
-            good.append(r)
-    bad.sort(key=lambda b: b.line)
-    audio = np.array([r[0] for r in good], np.float32).reshape(len(good), dims[0] or 0)
-    preset = np.array([r[1] for r in good], np.float32).reshape(len(good), dims[1] or 0)
-    labels = np.array([r[2] for r in good], np.int8)
-    weights = np.array([r[3] for r in good], np.float32)
-    pair_ids = pa.array([r[4] for r in good], pa.string())
-    return FileRows(audio, preset, labels, weights, pair_ids, bad, dims[0], dims[1], wrong)
+    table, wrong_types = _typed_columns(objects, settings)
+    result = _validate_table(path, table, settings, lineage, line_numbers=line_numbers, known_bad=wrong_types)
+    result.bad = sorted(bad + result.bad, key=lambda b: b.line)
+    return result
 
 
-def _record(obj: dict, f: Settings) -> tuple | str:
-    """A structurally valid row as (audio, preset, label, weight, pair_id), or the reason it is not."""
-    vectors = []
-    for name in (f.audio_field, f.preset_field):
-        value = obj.get(name)
-        if value is None:
-            return f"missing field {name!r}"
-        if not isinstance(value, list) or not all(_is_number(x) for x in value):
-            return f"{name} must be a list of numbers"
-        if not value:
-            return f"{name} has no values"
-        # As float32, the stored form: a number beyond its range is Inf, refused like NaN and Inf.
-        try:
-            with np.errstate(over="ignore"):
-                vector = np.asarray(value, np.float32)
-        except OverflowError:  # an integer beyond even float64
-            return f"{name} has NaN, Inf or null values"
-        if not np.isfinite(vector).all():
-            return f"{name} has NaN, Inf or null values"
-        vectors.append(vector)
-    label = obj.get(f.label_field)
-    if label is None:
-        return f"missing field {f.label_field!r}"
-    if isinstance(label, bool):
-        label = int(label)
-    if not _is_number(label) or label not in (0, 1):
-        return f"label must be 0/1 or a boolean, got {repr(label)[:40]}"
-    weight = obj.get(f.weight_field, 1.0)
-    weight = 1.0 if weight is None else weight
-    if not _is_number(weight) or not _finite(weight) or weight < 0:
-        return "weight must be a finite number >= 0"
-    pair_id = obj.get(f.pair_id_field)
-    if pair_id is not None and not isinstance(pair_id, (str, int)):
-        return "pair_id must be a string"
-    return vectors[0], vectors[1], int(label), float(weight), None if pair_id is None else str(pair_id)
+_LIST = pa.list_(pa.float64())
 
 
-def _finite(x) -> bool:
-    """math.isfinite, and False for an integer too large for a float (not an OverflowError)."""
+def _typed_columns(objects: list[dict], settings: Settings) -> tuple[pa.Table, dict[int, str]]:
+    """The parsed rows as columns of the contract's types; a value of another type becomes null,
+    with its row's reason (index -> reason: the first problem found in the row)."""
+    wrong: dict[int, str] = {}
+    columns: dict[str, list] = {name: [] for name in (settings.audio_field, settings.preset_field,
+                                                        settings.label_field, settings.weight_field,
+                                                        settings.pair_id_field)}
+    for i, obj in enumerate(objects):
+        for name in columns:
+            value, reason = _typed(name, obj.get(name), settings)
+            columns[name].append(value)
+            if reason and i not in wrong:
+                wrong[i] = reason
+    types = {settings.audio_field: _LIST, settings.preset_field: _LIST, settings.label_field: pa.float64(),
+             settings.weight_field: pa.float64(), settings.pair_id_field: pa.string()}
+    return pa.table({name: pa.array(values, types[name]) for name, values in columns.items()}), wrong
+
+
+def _typed(name: str, value: Any, f: Settings) -> tuple[Any, str | None]:
+    """``value`` as its column's type, or (None, why not); a missing value is None, no reason."""
+    if value is None:
+        return None, None
     try:
-        return math.isfinite(x)
-    except OverflowError:
-        return False
+        if name in (f.audio_field, f.preset_field):
+            if not isinstance(value, list) or not all(_is_number(x) for x in value):
+                return None, f"{name} must be a list of numbers"
+            return [float(x) for x in value], None
+        if name == f.label_field:
+            if isinstance(value, bool) or _is_number(value):
+                return float(value), None
+            return None, f"label must be 0/1 or a boolean, got {repr(value)[:40]}"
+        if name == f.weight_field:
+            return (float(value), None) if _is_number(value) else (None, "weight must be a finite number >= 0")
+        return (str(value), None) if isinstance(value, str | int) and not isinstance(value, bool) else (
+            None, "pair_id must be a string")
+    except OverflowError:  # an integer beyond even float64
+        return None, (f"{name} has NaN, Inf or null values" if name in (f.audio_field, f.preset_field)
+                      else "weight must be a finite number >= 0" if name == f.weight_field
+                      else f"label must be 0/1 or a boolean, got {repr(value)[:40]}")
 
 
-def _is_number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
+def _is_number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
