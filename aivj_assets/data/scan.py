@@ -8,7 +8,6 @@ the runs to request. Re-requesting is safe: a run key is requested at most once 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import time
@@ -16,12 +15,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aivj_assets.data.atomic import file_sha256
 from aivj_assets.data.contract import DATA_SUFFIXES
 from aivj_assets.data.ledger import LEDGER_NAME, Ledger, ledger_lock, now_iso
 from aivj_assets.data.store import Store
 from aivj_assets.settings import Settings
 
-HASH_CHUNK = 1 << 20
 MAX_RUN_CHECKS = 25  # run-status lookups per tick for pending partitions
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -34,15 +33,6 @@ def partition_key(rel_path: str, content_hash: str) -> str:
             stem = stem[: -len(suffix)]
     safe = _UNSAFE.sub("_", stem).strip("._-")[:60] or "file"
     return f"{safe}-{content_hash[:8]}"
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(HASH_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass
@@ -130,30 +120,8 @@ def scan_tick(
         next_seq = max([committed_seq, *(e["seq"] for e in entries)]) + 1
         requests: list[Registration] = []
         changed, next_seq = _reconcile(settings, store, entries, committed_seq, next_seq, requests, materialized, run_state)
-        known: dict[str, set[tuple]] = {}
-        by_sig: dict[tuple, str] = {}
-        by_hash: dict[str, str] = {}
-        for e in entries:
-            sig = (e.get("size"), e.get("mtime_ns"), e.get("inode"))
-            known.setdefault(e["path"], set()).add(sig)
-            if e.get("inode"):
-                by_sig[sig] = e["hash"]
-            if e["status"] != "duplicate" and e.get("hash"):
-                by_hash.setdefault(e["hash"], e["partition"])
-
-        now = time.time()
-        todo, waiting, scanned = [], 0, 0
-        for rel, st in candidate_files(settings):
-            scanned += 1
-            sig = _signature(st)
-            if sig in known.get(rel, ()):
-                continue
-            if now - max(st.st_mtime, st.st_ctime) < settings.settle_seconds:
-                waiting += 1  # still being written (or just moved in): wait until it settles
-                continue
-            todo.append((st.st_mtime_ns, rel, sig))
-        todo.sort()
-
+        known, by_sig, by_hash = _index(entries)
+        todo, waiting, scanned = _unseen(settings, known)
         hashed_files = hashed_bytes = deferred = 0
         for _, rel, sig in todo:
             over = hashed_files >= settings.sensor_max_files_per_tick or (
@@ -162,34 +130,13 @@ def scan_tick(
             if over or time.monotonic() - started > time_budget_s:
                 deferred += 1
                 continue
-            path = settings.data_dir / rel
-            content_hash = by_sig.get(sig) if sig[2] else None  # renamed or hard-linked: same bytes
-            try:
-                if content_hash is None:
-                    content_hash = file_sha256(path)
-                    hashed_files += 1
-                    hashed_bytes += sig[0]
-                now_sig = _signature(os.stat(path))
-                # Windows' DirEntry.stat() gives inode 0 where os.stat() gives the file index:
-                # compare the inode only when the scan had one.
-                if now_sig[:2] != sig[:2] or (sig[2] and now_sig[2] != sig[2]):
-                    waiting += 1  # changed while we read it: not settled after all
-                    continue
-            except OSError:
-                continue  # vanished: nothing to ingest
-            entry = {
-                "seq": next_seq, "hash": content_hash, "path": rel, "size": sig[0], "mtime_ns": sig[1],
-                "inode": sig[2], "rows": None, "attempts": 0, "time": now_iso(),
-            }
+            content_hash, hashed = _settled_hash(settings.data_dir / rel, sig, by_sig)
+            hashed_files, hashed_bytes = hashed_files + hashed, hashed_bytes + hashed * sig[0]
+            if not content_hash:
+                waiting += content_hash is None  # changed while we read it: not settled after all
+                continue  # or "" : it vanished, nothing to ingest
+            entries.append(_register(rel, sig, content_hash, next_seq, by_hash, requests))
             next_seq += 1
-            if content_hash in by_hash:
-                entry.update(status="duplicate", partition=by_hash[content_hash], run_key=None)
-            else:
-                key = partition_key(rel, content_hash)
-                entry.update(status="pending", partition=key, run_key=key)
-                by_hash[content_hash] = key
-                requests.append(Registration(key, key, rel, content_hash))
-            entries.append(entry)
             known.setdefault(rel, set()).add(sig)
             by_sig[sig] = content_hash
             changed = True
@@ -202,6 +149,74 @@ def scan_tick(
         "seconds": round(time.monotonic() - started, 4),
     }
     return TickPlan(requests, max([committed_seq, *(e["seq"] for e in entries)]), stats)
+
+
+def _index(entries: list[dict]) -> tuple[dict[str, set[tuple]], dict[tuple, str], dict[str, str]]:
+    """The ledger as lookups: signatures seen per path, content hash per signature (where the
+    inode makes a signature an identity), and the partition of each content hash."""
+    known: dict[str, set[tuple]] = {}
+    by_sig: dict[tuple, str] = {}
+    by_hash: dict[str, str] = {}
+    for e in entries:
+        sig = (e.get("size"), e.get("mtime_ns"), e.get("inode"))
+        known.setdefault(e["path"], set()).add(sig)
+        if e.get("inode"):
+            by_sig[sig] = e["hash"]
+        if e["status"] != "duplicate" and e.get("hash"):
+            by_hash.setdefault(e["hash"], e["partition"])
+    return known, by_sig, by_hash
+
+
+def _unseen(settings: Settings, known: dict[str, set[tuple]]) -> tuple[list[tuple[int, str, tuple]], int, int]:
+    """Files whose (path, signature) the ledger has not seen and that have settled, oldest first;
+    how many are still being written; how many files were looked at."""
+    now = time.time()
+    todo, waiting, scanned = [], 0, 0
+    for rel, st in candidate_files(settings):
+        scanned += 1
+        sig = _signature(st)
+        if sig in known.get(rel, ()):
+            continue
+        if now - max(st.st_mtime, st.st_ctime) < settings.settle_seconds:
+            waiting += 1  # still being written (or just moved in): wait until it settles
+            continue
+        todo.append((st.st_mtime_ns, rel, sig))
+    todo.sort()
+    return todo, waiting, scanned
+
+
+def _settled_hash(path: Path, sig: tuple, by_sig: dict[tuple, str]) -> tuple[str | None, int]:
+    """The file's content hash if it did not change while read (None if it did, "" if it vanished),
+    and whether it had to be hashed (a renamed or hard-linked file is known by its signature)."""
+    content_hash = by_sig.get(sig) if sig[2] else None
+    hashed = 0
+    try:
+        if content_hash is None:
+            content_hash, hashed = file_sha256(path), 1
+        now_sig = _signature(os.stat(path))
+    except OSError:
+        return "", hashed
+    # Windows' DirEntry.stat() gives inode 0 where os.stat() gives the file index: compare the
+    # inode only when the scan had one.
+    if now_sig[:2] != sig[:2] or (sig[2] and now_sig[2] != sig[2]):
+        return None, hashed
+    return content_hash, hashed
+
+
+def _register(rel: str, sig: tuple, content_hash: str, seq: int, by_hash: dict[str, str],
+              requests: list[Registration]) -> dict:
+    """The ledger entry of a newly seen file: a duplicate of a stored partition, or a new partition
+    whose run is requested."""
+    entry = {"seq": seq, "hash": content_hash, "path": rel, "size": sig[0], "mtime_ns": sig[1], "inode": sig[2],
+             "rows": None, "attempts": 0, "time": now_iso()}
+    if content_hash in by_hash:
+        entry.update(status="duplicate", partition=by_hash[content_hash], run_key=None)
+    else:
+        key = partition_key(rel, content_hash)
+        entry.update(status="pending", partition=key, run_key=key)
+        by_hash[content_hash] = key
+        requests.append(Registration(key, key, rel, content_hash))
+    return entry
 
 
 def _reconcile(settings, store, entries, committed_seq, next_seq, requests, materialized, run_state):
