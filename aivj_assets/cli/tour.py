@@ -25,6 +25,7 @@ import dagster as dg
 from dagster import DagsterEventType
 
 from aivj_assets.data.generate import write_demo_data
+from aivj_assets.data.ingest import rebuild_stale
 from aivj_assets.data.scan import candidate_files
 from aivj_assets.ops.control import read_progress
 from aivj_assets.orchestration import tags
@@ -278,10 +279,9 @@ def _ingest(settings: Settings, instance: Any, say: Callable[[str], None]) -> No
 def tour(settings: Settings, *, pairs: int, elite: int, seed: int,
          out: Callable[[str], None] | None = None) -> TourResult:
     """Ingest the demo corpus, then train and promote through Dagster unless a champion exists."""
-
-
     say = out or (lambda text: print(text, flush=True))
     ensure_instance(settings)
+    rebuild_stale(settings, log=say)
     started = time.monotonic()
     seconds: dict[str, float] = {}
     with dg.DagsterInstance.get() as instance:

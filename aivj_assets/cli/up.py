@@ -21,6 +21,7 @@ from types import FrameType
 
 import dagster as dg
 
+from aivj_assets.data.ingest import rebuild_stale
 from aivj_assets.orchestration.instance import ensure_instance
 from aivj_assets.settings import PROJECT_ROOT, Settings
 
@@ -157,6 +158,7 @@ def run_up(settings: Settings, *, host: str = "127.0.0.1", port: int = 3000) -> 
     """Run the webserver and the daemon until Ctrl-C/SIGTERM (0) or until one dies (non-zero)."""
     home = ensure_instance(settings)
     init_storage(home)
+    rebuild_stale(settings, log=lambda line: print(f"aivj up: {line}", flush=True))
     env = dict(os.environ, DAGSTER_HOME=str(home))
     url = ui_url(host, port)
     print(f"aivj up: instance {home}", flush=True)

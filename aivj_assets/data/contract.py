@@ -14,7 +14,6 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -22,6 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
+from aivj_assets.data.json_rows import typed_columns
 from aivj_assets.data.split import row_hash_array
 from aivj_assets.settings import Settings
 
@@ -367,55 +367,7 @@ def _read_lines(path: Path, data: bytes, settings: Settings, lineage: dict | Non
         line_numbers.append(lineno)
     if not objects:
         raise DataFileError(f"{path}: no line is a JSON object (first problem: {bad[0].reason})")
-    table, wrong_types = _typed_columns(objects, settings)
+    table, wrong_types = typed_columns(objects, settings)
     result = _validate_table(path, table, settings, lineage, line_numbers=line_numbers, known_bad=wrong_types)
     result.bad = sorted(bad + result.bad, key=lambda b: b.line)
     return result
-
-
-_LIST = pa.list_(pa.float64())
-
-
-def _typed_columns(objects: list[dict], settings: Settings) -> tuple[pa.Table, dict[int, str]]:
-    """The parsed rows as columns of the contract's types; a value of another type becomes null,
-    with its row's reason (index -> reason: the first problem found in the row)."""
-    wrong: dict[int, str] = {}
-    columns: dict[str, list] = {name: [] for name in (settings.audio_field, settings.preset_field,
-                                                        settings.label_field, settings.weight_field,
-                                                        settings.pair_id_field)}
-    for i, obj in enumerate(objects):
-        for name in columns:
-            value, reason = _typed(name, obj.get(name), settings)
-            columns[name].append(value)
-            if reason and i not in wrong:
-                wrong[i] = reason
-    types = {settings.audio_field: _LIST, settings.preset_field: _LIST, settings.label_field: pa.float64(),
-             settings.weight_field: pa.float64(), settings.pair_id_field: pa.string()}
-    return pa.table({name: pa.array(values, types[name]) for name, values in columns.items()}), wrong
-
-
-def _typed(name: str, value: Any, f: Settings) -> tuple[Any, str | None]:
-    """``value`` as its column's type, or (None, why not); a missing value is None, no reason."""
-    if value is None:
-        return None, None
-    try:
-        if name in (f.audio_field, f.preset_field):
-            if not isinstance(value, list) or not all(_is_number(x) for x in value):
-                return None, f"{name} must be a list of numbers"
-            return [float(x) for x in value], None
-        if name == f.label_field:
-            if isinstance(value, bool) or _is_number(value):
-                return float(value), None
-            return None, f"label must be 0/1 or a boolean, got {repr(value)[:40]}"
-        if name == f.weight_field:
-            return (float(value), None) if _is_number(value) else (None, "weight must be a finite number >= 0")
-        return (str(value), None) if isinstance(value, str | int) and not isinstance(value, bool) else (
-            None, "pair_id must be a string")
-    except OverflowError:  # an integer beyond even float64
-        return None, (f"{name} has NaN, Inf or null values" if name in (f.audio_field, f.preset_field)
-                      else "weight must be a finite number >= 0" if name == f.weight_field
-                      else f"label must be 0/1 or a boolean, got {repr(value)[:40]}")
-
-
-def _is_number(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool)

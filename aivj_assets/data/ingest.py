@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,8 @@ import numpy as np
 from aivj_assets.data import drift
 from aivj_assets.data.contract import DataFileError, FileRows, read_pairs
 from aivj_assets.data.ledger import Ledger, now_iso
-from aivj_assets.data.store import Store, new_file_id, rows_table
+from aivj_assets.data.partition_file import new_file_id, rows_table
+from aivj_assets.data.store import Store
 from aivj_assets.settings import Settings
 
 
@@ -114,6 +116,27 @@ def ingest_partition(settings: Settings, key: str) -> IngestReport:
         seconds=time.perf_counter() - started,
         bad_examples=[f"line {b.line}: {b.reason}" for b in result.bad[:5]],
     )
+
+
+def rebuild_stale(settings: Settings, log: Callable[[str], None] = print) -> list[str]:
+    """Store again, from their source files in the data folder, the partitions kept in an older
+    layout than the store's one; returns those rebuilt. One that cannot be (its source is gone or
+    changed) is set aside in ``store/stale/``, never deleted, and its failure recorded."""
+    store = Store(settings)
+    stale = store.stale_partitions()
+    if not stale:
+        return []
+    log(f"store {store.root}: {len(stale)} partitions are in an older layout; storing them again from "
+        f"their source files in {settings.data_dir} (the files are only read)")
+    rebuilt = []
+    for key in stale:
+        try:
+            ingest_partition(settings, key)
+            rebuilt.append(key)
+        except DataFileError as exc:
+            log(f"  {key}: cannot be stored again ({exc}); its old file is kept in {store.set_aside(key)}")
+    log(f"store {store.root}: {len(rebuilt)} of {len(stale)} partitions stored again")
+    return rebuilt
 
 
 class _SourceGone(Exception):

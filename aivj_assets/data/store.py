@@ -7,22 +7,17 @@ for a file that could not be read, ``quarantine/<key>.jsonl`` for bad rows,
 ``corpus_summary.json`` caching their sum, ``row_hashes/<key>.bin`` caching each partition's
 row hashes, ``elite_set.parquet`` and ``lineage.json``.
 
-A partition file keeps each vector column as fixed-size binary values: one value per row, the
-row's float32 vector in little-endian bytes, beside ``label``, ``weight`` and ``pair_id``.
-Parquet list columns pay for repetition levels on every value, and one float column per
-element (the second layout) pays for 56 column writers and a transpose; a row-bytes column is
-the validated matrix written as it is, and read back as a view. :meth:`Store.read_partitions`
-turns every layout back into :data:`PAIR_SCHEMA`, so partitions stored by earlier versions
-(list columns, or one column per element) still read.
+Each partition file is in the layout of :mod:`aivj_assets.data.partition_file`, the store's
+one: a file in any other is refused with :class:`StaleLayoutError`, and
+:func:`aivj_assets.data.ingest.rebuild_stale` stores it again from its source file.
 
 The row hashes (:mod:`aivj_assets.data.split`) are derived from the rows and needed only by
 training's splits, so the ingest does not compute them: the first read of a partition does
-(4 ms per 17,000 rows) and caches them in ``row_hashes/<key>.bin``, which later reads use. The
-cache is written without fsync, tied to its partition file by the random ``file_id`` in the
-file's ingest facts and checked by a BLAKE2b digest of its values (they decide which rows
-validate and which elite rows never train, so a cache a crash left at full length with stale
-blocks must not pass); when it is missing, torn, damaged or another file's, the next read
-computes the hashes again. Earlier layouts store a ``row_hash`` column, which is used as it is.
+and caches them in ``row_hashes/<key>.bin``, which later reads use. The cache is written
+without fsync, tied to its partition file by the random ``file_id`` in the file's ingest facts
+and checked by a BLAKE2b digest of its values (they decide which part of the data each row is
+in, so a cache a crash left at full length with stale blocks must not pass); when it is
+missing, torn, damaged or another file's, the next read computes the hashes again.
 """
 
 from __future__ import annotations
@@ -30,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -47,18 +41,27 @@ from aivj_assets.data.atomic import (
     write_bytes_atomic,
     write_text_atomic,
 )
-from aivj_assets.data.contract import PAIR_SCHEMA, BadRow, fixed_lists
+from aivj_assets.data.contract import PAIR_SCHEMA, BadRow
+from aivj_assets.data.partition_file import (
+    DRIFT_KEY,
+    META_KEY,
+    current_layout,
+    file_meta,
+    file_table,
+    from_columns,
+    new_file_id,
+    vectors,
+)
 from aivj_assets.data.split import hash_strings, row_hash_values
 from aivj_assets.settings import Settings
 
-META_KEY = b"aivj"
-DRIFT_KEY = b"aivj_drift"  # the partition's drift summary (drift.summarise), in the file's footer
-LAYOUT_KEY = b"aivj_layout"  # {"audio_dim", "preset_dim", "vectors"}: how the vector columns are stored
-ROW_BYTES = "float32le-rows"  # layout["vectors"]: each row's vector as little-endian float32 bytes
-# (a layout without "vectors", written by the second version, has one float32 column per element)
-_PLAIN = ("label", "weight", "pair_id")  # stored as they are; the earlier layouts also stored row_hash
 _ROW_HASHES_MAGIC = b"aivj row hashes 1\n"  # then the partition file's file_id, a newline,
 # the 16-byte BLAKE2b digest of the values, and the values (uint64, little-endian)
+
+
+class StaleLayoutError(ValueError):
+    """A partition file stored in another layout than the store's one; it is stored again from its
+    source file (``rebuild_stale``), never read half-understood."""
 
 
 class Store:
@@ -124,8 +127,30 @@ class Store:
         tables = []
         for key in keys:
             table = pq.ParquetFile(self.partition_path(key)).read()
+            self._require_layout(key, table.schema)
             tables.append(from_columns(table, self._hash_values(key, table)))
         return pa.concat_tables(tables) if tables else PAIR_SCHEMA.empty_table()
+
+    def is_stale(self, key: str) -> bool:
+        """Whether partition ``key``'s file is in another layout than the store's one."""
+        return not current_layout(pq.read_schema(self.partition_path(key)))
+
+    def set_aside(self, key: str) -> Path:
+        """Move partition ``key``'s file to ``stale/`` (kept, no longer read); where it went."""
+        target = self.root / "stale" / self.partition_path(key).name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self.partition_path(key).replace(target)
+        return target
+
+    def stale_partitions(self) -> list[str]:
+        """Partitions stored in another layout (each file's footer is read: a one-off check)."""
+        return [key for key in self.partitions() if self.is_stale(key)]
+
+    def _require_layout(self, key: str, schema: pa.Schema) -> None:
+        if not current_layout(schema):
+            raise StaleLayoutError(
+                f"{self.partition_path(key)}: partition {key} is stored in an older layout; `aivj up` (or "
+                "`aivj demo`) stores it again from its source file in the data folder")
 
     def row_hashes(self, keys: list[str]) -> pa.ChunkedArray:
         """The row hashes of partitions ``keys``: from the cache or the stored column, without
@@ -133,10 +158,8 @@ class Store:
         chunks = []
         for key in keys:
             file = pq.ParquetFile(self.partition_path(key))  # opened once: the file may be replaced meanwhile
-            if "row_hash" in file.schema_arrow.names:  # stored by an earlier layout
-                chunks.extend(file.read(columns=["row_hash"]).column("row_hash").chunks)
-                continue
-            file_id = _file_meta(file.schema_arrow).get("file_id")
+            self._require_layout(key, file.schema_arrow)
+            file_id = file_meta(file.schema_arrow).get("file_id")
             values = self._cached_hashes(key, file_id, file.metadata.num_rows)
             if values is None:
                 values = self._compute_hashes(key, file_id, file.read(columns=["audio", "preset", "label"]))
@@ -167,19 +190,16 @@ class Store:
             return None
         return np.frombuffer(body, "<u8").astype(np.uint64, copy=False)
 
-    def _hash_values(self, key: str, table: pa.Table) -> np.ndarray | None:
+    def _hash_values(self, key: str, table: pa.Table) -> np.ndarray:
         """The row hashes of partition ``key``'s file ``table`` (its rows, at least the vector and
-        label columns, with the file's metadata): None when the file stores them (an earlier
-        layout), else the cache, else computed and cached for the next read."""
-        if "row_hash" in table.column_names or LAYOUT_KEY not in (table.schema.metadata or {}):
-            return None
-        file_id = _file_meta(table.schema).get("file_id")
+        label columns, with the file's metadata): the cache, else computed and cached for the next read."""
+        file_id = file_meta(table.schema).get("file_id")
         values = self._cached_hashes(key, file_id, table.num_rows)
         return values if values is not None else self._compute_hashes(key, file_id, table)
 
     def _compute_hashes(self, key: str, file_id: str | None, table: pa.Table) -> np.ndarray:
         """Hash the rows of partition ``key``'s file ``table`` and cache them for ``file_id``."""
-        audio, preset = _vectors(table)
+        audio, preset = vectors(table)
         values = row_hash_values(audio, preset, table.column("label").to_numpy())
         if file_id:
             with contextlib.suppress(OSError):  # a read-only store still reads
@@ -316,99 +336,8 @@ class Store:
         return pq.read_table(self.elite_path())
 
 
-# --- partition file layout -----------------------------------------------------------
-
-
-def file_table(table: pa.Table, meta: dict) -> pa.Table:
-    """A PAIR_SCHEMA table in the partition file's layout, with ``meta`` in its schema metadata."""
-    audio, preset = _matrix(table.column("audio")), _matrix(table.column("preset"))
-    return rows_table(audio, preset, {c: table.column(c) for c in _PLAIN}, meta)
-
-
-def _matrix(column: pa.ChunkedArray) -> np.ndarray:
-    """A PAIR_SCHEMA vector column (every row the same length) as an ``[rows, dim]`` float32 matrix."""
-    arr = column.combine_chunks()
-    n = len(arr)
-    offsets = arr.offsets.to_numpy()
-    values = arr.values.to_numpy(zero_copy_only=False)
-    dim = int(offsets[1] - offsets[0]) if n else 0
-    return values[offsets[0] : offsets[0] + n * dim].reshape(n, dim)
-
-
-def rows_table(audio: np.ndarray, preset: np.ndarray, plain: dict, meta: dict) -> pa.Table:
-    """The partition file's table: the ``[rows, dim]`` float32 matrices as row-bytes columns
-    (views, no copy), beside ``plain`` (label, weight and pair_id arrays), with ``meta`` in its
-    schema metadata."""
-    arrays = [_row_bytes(audio), _row_bytes(preset)]
-    arrays += [pa.array(plain[c], PAIR_SCHEMA.field(c).type) if isinstance(plain[c], np.ndarray) else plain[c]
-               for c in _PLAIN]
-    layout = {"audio_dim": audio.shape[1], "preset_dim": preset.shape[1], "vectors": ROW_BYTES}
-    # Every column but pair_id is required: Parquet then writes no definition levels.
-    schema = pa.schema(
-        [pa.field(name, a.type, nullable=False) for name, a in zip(("audio", "preset"), arrays[:2], strict=True)]
-        + [pa.field(f.name, f.type, nullable=f.name == "pair_id") for f in (PAIR_SCHEMA.field(c) for c in _PLAIN)],
-        metadata={LAYOUT_KEY: json.dumps(layout).encode("utf-8"), META_KEY: json.dumps(meta, sort_keys=True).encode("utf-8")},
-    )
-    return pa.Table.from_arrays(arrays, schema=schema)
-
-
-def _row_bytes(matrix: np.ndarray) -> pa.FixedSizeBinaryArray:
-    """An ``[rows, dim]`` matrix as one fixed-size binary value per row (float32, little-endian)."""
-    n, dim = matrix.shape
-    # Parquet refuses a zero width; only a partition with no rows has no vector length.
-    width = 4 * dim if dim else 4
-    if not dim and n:
-        raise ValueError("rows with empty vectors cannot be stored")
-    data = np.ascontiguousarray(matrix, "<f4")
-    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), n, [None, pa.py_buffer(data)])
-
-
 _DIGEST_BYTES = 16
 
 
 def _digest(body: bytes | memoryview) -> bytes:
     return hashlib.blake2b(body, digest_size=_DIGEST_BYTES).digest()
-
-
-def new_file_id() -> str:
-    """A random id for one partition file, in its ingest facts: caches derived from the file carry it."""
-    return uuid.uuid4().hex
-
-
-def _file_meta(schema: pa.Schema) -> dict:
-    return json.loads((schema.metadata or {}).get(META_KEY, b"{}"))
-
-
-def from_columns(table: pa.Table, row_hashes: np.ndarray | None) -> pa.Table:
-    """A partition file's table as PAIR_SCHEMA, whichever layout it was stored in; no metadata.
-
-    ``row_hashes`` (uint64, :meth:`Store._hash_values`) are the row hashes of a file that does
-    not store them; None for a file that does.
-    """
-    if LAYOUT_KEY not in (table.schema.metadata or {}):  # stored with list columns, by the first version
-        return table.replace_schema_metadata(None)
-    audio, preset = _vectors(table)
-    row_hash = table.column("row_hash") if row_hashes is None else hash_strings(row_hashes)
-    return pa.table({"audio": fixed_lists(audio), "preset": fixed_lists(preset),
-                     **{c: table.column(c) for c in _PLAIN}, "row_hash": row_hash}, schema=PAIR_SCHEMA)
-
-
-def _vectors(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
-    """The ``[rows, dim]`` float32 audio and preset matrices of a partition file of the second
-    or third layout (the row-bytes columns as views)."""
-    layout = json.loads(table.schema.metadata[LAYOUT_KEY])
-    n = table.num_rows
-
-    def matrix(prefix: str, dim: int) -> np.ndarray:
-        if layout.get("vectors") == ROW_BYTES:
-            arr = table.column(prefix).combine_chunks()
-            if n == 0:
-                return np.zeros((0, dim), np.float32)
-            values = np.frombuffer(arr.buffers()[1], "<f4", count=n * dim, offset=arr.offset * arr.type.byte_width)
-            return values.astype(np.float32, copy=False).reshape(n, dim)
-        out = np.empty((n, dim), np.float32)  # one column per element, by the second version
-        for j in range(dim):
-            out[:, j] = table.column(f"{prefix}[{j}]").to_numpy()
-        return out
-
-    return matrix("audio", layout["audio_dim"]), matrix("preset", layout["preset_dim"])

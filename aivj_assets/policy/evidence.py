@@ -1,7 +1,8 @@
-"""The statistics a promotion rests on: intervals, the paired test, calibration, per-file slices.
+"""The statistics a promotion rests on: intervals, the paired test, calibration, per-file slices,
+and the per-row outcomes they are computed from (:class:`Evidence`).
 
 Pure functions of per-row outcomes (numpy arrays), so each is tested against hand-worked
-numbers and the gates in ``judging.py`` only compare their results with bounds.
+numbers and the gates in ``gates.py`` only compare their results with bounds.
 """
 
 from __future__ import annotations
@@ -152,3 +153,50 @@ def slices(names: Sequence[str], group: np.ndarray, candidate_correct: np.ndarra
     champ = np.bincount(group, weights=np.asarray(champion_correct, bool), minlength=len(names))
     return [Slice(name, int(n[i]), float(cand[i] / n[i]), float(champ[i] / n[i]))
             for i, name in enumerate(names) if n[i]]
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    """One model's per-row results on a set of rows: its probability of label 1, and the labels."""
+
+    probability: np.ndarray
+    label: np.ndarray
+
+    @property
+    def correct(self) -> np.ndarray:
+        return (self.probability > 0.5) == (self.label > 0.5)
+
+    @property
+    def rows(self) -> int:
+        return int(self.label.size)
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.correct.mean()) if self.rows else math.nan
+
+    @property
+    def ece(self) -> float:
+        return expected_calibration_error(self.probability, self.label)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Candidate and champion (None for a first model) on the gate rows and the elite judging rows.
+
+    ``sources[group[i]]`` names the source file of gate row i (the slices).
+    """
+
+    gate: Outcomes
+    elite: Outcomes
+    champion_gate: Outcomes | None = None
+    champion_elite: Outcomes | None = None
+    sources: Sequence[str] = ()
+    group: np.ndarray | None = None
+
+    @property
+    def gate_paired(self) -> Paired | None:
+        return paired(self.gate.correct, self.champion_gate.correct) if self.champion_gate else None
+
+    @property
+    def elite_paired(self) -> Paired | None:
+        return paired(self.elite.correct, self.champion_elite.correct) if self.champion_elite else None

@@ -1,6 +1,6 @@
 """Quality gates as plain functions: each returns what it measured, its bound and whether it passed.
 
-The Dagster checks (``checks.py``) only wrap these. Blocking gates decide promotion; warning
+The Dagster checks (``orchestration/checks.py``) only wrap these. Blocking gates decide promotion; warning
 gates only alert. Every gate that compares candidate and champion does so on the same rows,
 measured now: ``Evidence`` carries those per-row outcomes. This module imports no Dagster.
 """
@@ -12,16 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from aivj_assets.policy.evidence import (
-    Paired,
-    Slice,
-    expected_calibration_error,
-    paired,
-    slices,
-    wilson_interval,
-)
+from aivj_assets.policy.evidence import Evidence, Outcomes, Paired, Slice, slices, wilson_interval
 from aivj_assets.settings import Settings
 
 # (name, blocking, description) of every model gate, in the order judge() returns them.
@@ -81,54 +72,6 @@ class Gate:
 
 def _short(x: Any) -> str:
     return f"{x:.4f}" if isinstance(x, float) else str(x)
-
-
-# --- what the gates are computed from ---------------------------------------------------------
-@dataclass(frozen=True)
-class Outcomes:
-    """One model's per-row results on a set of rows: its probability of label 1, and the labels."""
-
-    probability: np.ndarray
-    label: np.ndarray
-
-    @property
-    def correct(self) -> np.ndarray:
-        return (self.probability > 0.5) == (self.label > 0.5)
-
-    @property
-    def rows(self) -> int:
-        return int(self.label.size)
-
-    @property
-    def accuracy(self) -> float:
-        return float(self.correct.mean()) if self.rows else math.nan
-
-    @property
-    def ece(self) -> float:
-        return expected_calibration_error(self.probability, self.label)
-
-
-@dataclass(frozen=True)
-class Evidence:
-    """Candidate and champion (None for a first model) on the gate rows and the elite judging rows.
-
-    ``sources[group[i]]`` names the source file of gate row i (the slices).
-    """
-
-    gate: Outcomes
-    elite: Outcomes
-    champion_gate: Outcomes | None = None
-    champion_elite: Outcomes | None = None
-    sources: Sequence[str] = ()
-    group: np.ndarray | None = None
-
-    @property
-    def gate_paired(self) -> Paired | None:
-        return paired(self.gate.correct, self.champion_gate.correct) if self.champion_gate else None
-
-    @property
-    def elite_paired(self) -> Paired | None:
-        return paired(self.elite.correct, self.champion_elite.correct) if self.champion_elite else None
 
 
 # --- blocking gates ---------------------------------------------------------------------------

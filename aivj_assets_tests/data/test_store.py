@@ -1,8 +1,9 @@
-"""The store's partition files: row-bytes vector columns on disk, PAIR_SCHEMA rows back, old files still read."""
+"""The store's partition files: row-bytes vector columns on disk, PAIR_SCHEMA rows back, one layout."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -10,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from aivj_assets.data.contract import PAIR_SCHEMA, build_table, read_pairs
-from aivj_assets.data.store import LAYOUT_KEY, META_KEY, Store, file_table
+from aivj_assets.data.partition_file import META_KEY, file_table
+from aivj_assets.data.store import Store
 from aivj_assets_tests.builders import rows, write_jsonl
 
 
@@ -49,38 +51,49 @@ def test_a_partition_reads_back_as_the_rows_written(aivj_env):
     assert not list(store.raw_dir.glob(".*.tmp"))  # the staged temp file was renamed, not left behind
 
 
-def _per_element_file(table: pa.Table, meta: dict) -> pa.Table:
-    """``table`` as the second version stored it: one float32 column per vector element."""
-    columns = {}
-    for name in ("audio", "preset"):
-        matrix = np.array(table.column(name).to_pylist(), np.float32)
-        columns.update({f"{name}[{j}]": pa.array(matrix[:, j]) for j in range(matrix.shape[1])})
-    columns.update({c: table.column(c) for c in ("label", "weight", "pair_id", "row_hash")})
-    layout = {"audio_dim": 32, "preset_dim": 24}
-    return pa.table(columns).replace_schema_metadata(
-        {LAYOUT_KEY: json.dumps(layout).encode(), META_KEY: json.dumps(meta).encode()})
+def _list_columns_file(table: pa.Table, meta: dict) -> pa.Table:
+    """``table`` in an older layout: list columns, row hashes stored, no layout in the footer."""
+    return table.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
 
 
-def test_partitions_of_every_layout_read_together(aivj_env):
-    """Partitions stored by earlier versions, with list columns (the first layout) or one
-    column per vector element (the second), still read, beside a new one."""
+def test_a_partition_in_an_older_layout_is_refused_then_stored_again_from_its_source(aivj_env):
+    """The store reads one layout. A file in another is refused with a message that says what to do,
+    and rebuild_stale stores it again from its source file, which is only read; a partition whose
+    source is gone is set aside, not deleted."""
+    from aivj_assets.data.ingest import ingest_partition, rebuild_stale
+    from aivj_assets.data.scan import scan_tick
+    from aivj_assets.data.store import StaleLayoutError
+
+    kept = write_jsonl(aivj_env.data_dir / "kept.jsonl", rows(30, seed=1))
+    gone = write_jsonl(aivj_env.data_dir / "gone.jsonl", rows(20, seed=2))
+    plan = scan_tick(aivj_env, 0)
+    for request in plan.requests:
+        ingest_partition(aivj_env, request.partition)
+    scan_tick(aivj_env, plan.last_seq)
     store = Store(aivj_env)
-    first, second, new = _table(25, seed=1), _table(20, seed=3), _table(30, seed=2)
-    store.raw_dir.mkdir(parents=True)
-    pq.write_table(first.replace_schema_metadata({META_KEY: json.dumps({"content_hash": "first"}).encode()}),
-                   store.partition_path("a-first"))
-    pq.write_table(_per_element_file(second, {"content_hash": "second"}), store.partition_path("b-second"))
-    assert "audio[31]" in pq.read_schema(store.partition_path("b-second")).names
-    store.write_partition("c-new", new, {"content_hash": "new"})
-    every = store.read_partitions()
-    assert every.schema.equals(PAIR_SCHEMA) and every.equals(pa.concat_tables([first, second, new]))
-    # The hashes alone: the stored column of the old layouts, computed for the new one.
-    assert store.row_hashes(["a-first", "b-second", "c-new"]).equals(every.column("row_hash"))
-    assert store.row_hashes(["c-new", "a-first"]).to_pylist() == (new.column("row_hash").to_pylist()
-                                                                  + first.column("row_hash").to_pylist())
-    assert store.partition_meta("a-first") == {"content_hash": "first"}
-    assert store.partition_meta("b-second") == {"content_hash": "second"}
-    assert not store.row_hashes_path("a-first").exists() and not store.row_hashes_path("b-second").exists()
+    keys = {Path(store.partition_meta(k)["source_rel"]).stem: k for k in store.partitions()}
+    current = store.read_partitions([keys["kept"]])
+    source_bytes = kept.read_bytes()
+    for name in ("kept", "gone"):  # an earlier version's files, facts in the footer as ever
+        key = keys[name]
+        old = _list_columns_file(store.read_partitions([key]), store.partition_meta(key))
+        pq.write_table(old, store.partition_path(key))
+    assert store.stale_partitions() == sorted(keys.values())
+    with pytest.raises(StaleLayoutError, match=rf"partition {keys['kept']} is stored in an older layout; `aivj up`"):
+        store.read_partitions([keys["kept"]])
+    with pytest.raises(StaleLayoutError):
+        store.row_hashes([keys["gone"]])
+
+    gone.unlink()
+    lines: list[str] = []
+    assert rebuild_stale(aivj_env, log=lines.append) == [keys["kept"]]
+    assert "2 partitions are in an older layout; storing them again from their source files" in lines[0]
+    assert any(keys["gone"] in line and "kept in" in line for line in lines)
+    assert store.read_partitions([keys["kept"]]).equals(current) and kept.read_bytes() == source_bytes
+    assert store.partitions() == [keys["kept"]] and store.stale_partitions() == []
+    assert (store.root / "stale" / f"{keys['gone']}.parquet").is_file()  # kept aside, never deleted
+    assert store.failure(keys["gone"]) is not None
+    assert rebuild_stale(aivj_env, log=lines.append) == []  # nothing stale any more
 
 
 def test_row_hashes_are_computed_once_and_cached_for_that_very_file(aivj_env, monkeypatch):

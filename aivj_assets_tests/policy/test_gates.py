@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 
 from aivj_assets.policy.evidence import (
+    Evidence,
+    Outcomes,
     binomial_upper_tail,
     expected_calibration_error,
     paired,
     wilson_interval,
 )
 from aivj_assets.policy.gates import (
-    Evidence,
-    Outcomes,
     gate_beats_champion,
     gate_beats_champion_ratio,
     gate_elite_accuracy,

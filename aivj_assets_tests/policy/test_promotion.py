@@ -12,7 +12,8 @@ import pytest
 from aivj_assets.data.generate import REFINED_DIR
 from aivj_assets.data.split import GATE, corpus_part, row_hashes
 from aivj_assets.ops.notifier import Notifier
-from aivj_assets.policy.gates import Evidence, Judgement, Outcomes, gate_elite_accuracy
+from aivj_assets.policy.evidence import Evidence, Outcomes
+from aivj_assets.policy.gates import Judgement, gate_elite_accuracy
 from aivj_assets.policy.promotion import Verdict, judge_candidate, promote_best, record_verdict
 from aivj_assets.policy.rows import gate_rows
 from aivj_assets.policy.stages import train_full, train_warmup
