@@ -1,10 +1,10 @@
 """Wall time of ``aivj demo`` and its orchestration overhead against the training engine alone.
 
 For each repetition, on a fresh home, instance and copy of the demo corpus:
-  A. the tour (``aivj_assets.tour.tour``): ingest, then the ``full_training`` job through
+  A. the tour (``aivj_assets.cli.tour.tour``): ingest, then the ``full_training`` job through
      Dagster (elite set, warm-up, full training, gates and promotion);
-  B. the training engine alone on the same stored data: engineer B's ``train`` for the same
-     warm-up and full epochs, then the evaluation on validation and elite judging rows that
+  B. the training engine alone on the same stored data: ``aivj_assets.training.loop.train`` for
+     the same warm-up and full epochs, then the evaluation on gate and elite judging rows that
      promotion needs; no Dagster, no registry, no checks.
 Repetitions interleave A and B (ABAB...) because the machine is shared; medians are reported.
 Both run in one process: torch is imported and its first use paid before either is timed

@@ -5,16 +5,15 @@ reference an ingest reads when the store already holds 5,000 partitions.
     .venv/bin/python benchmarks/ingest.py [--pairs 104040] [--repeats 7] [--known 10000] [--stored 5000]
 
 Throughput: for each demo file, ours = read + sha256 + parse + validate + normalise + drift
-summary + durable (fsynced) atomic Parquet write into the store (``ingest_partition``; since
-the sixth session the row hashes are the first read's work, cached, not the ingest's); the
+summary + durable (fsynced) atomic Parquet write into the store (``ingest_partition``; the
+row hashes are a partition's first read's work, cached, not the ingest's); the
 baseline = read + ``hashlib.sha256`` + ``pyarrow`` parse of the same file. Ours is measured two
 ways: one partition after another (what one ingest run does), and as the platform runs a batch
 of new files: one run per file, several at once (the run coordinator's ``max_concurrent_runs``,
 4, capped at the machine's cores), here as that many worker processes already started. Medians
 of ``--repeats`` interleaved runs. The tick is ``scan_tick`` (the sensor's work) and one real
 sensor evaluation on a temporary Dagster instance. The drift reference is the running corpus
-total against reading and summing every partition's summary, as each ingest did before the
-total existed.
+total against reading and summing every partition's summary at each ingest.
 """
 
 from __future__ import annotations

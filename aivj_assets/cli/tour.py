@@ -1,11 +1,11 @@
 """``aivj demo``: the one-command tour of the whole platform on the persistent instance.
 
-Generate and ingest the demo corpus (engineer A's ``aivj_assets.orchestration.ingest_folder``), then run the
+Generate and ingest the demo corpus (``orchestration/ingest_folder.py``), then run the
 ``full_training`` job (elite set, warm-up, full training, promotion) through Dagster on the
 project's own instance, so that everything it did shows up in ``aivj up``'s UI; finally
 print what came of it: the champion, its metrics against the gates, where the files are.
 Running it again reuses what exists: no regeneration, no re-ingest, and no retraining
-once a champion exists. Dagster is imported inside the functions (this is the CLI layer).
+once a champion exists.
 """
 
 from __future__ import annotations

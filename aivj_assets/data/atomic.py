@@ -52,8 +52,8 @@ def stage(path: Path, write: Callable[[str], None], *, durable: bool = True) -> 
     ``path``, which is fsynced (unless ``durable=False``) but not yet renamed; the caller
     renames it into place with :func:`commit` or unlinks it.
 
-    The writer opens the file by name, so a native one (pyarrow's) can use its own handle:
-    that costs a third of writing a finished buffer through a Python file object.
+    The writer opens the file by name, so a native one (pyarrow's) can use its own handle
+    instead of passing a finished buffer through a Python file object.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -97,7 +97,7 @@ def read_pairs(path: Path, data: bytes, settings: Settings, lineage: dict | None
         raise DataFileError(f"{path}: the file is empty")
     if suffix == ".parquet":
         try:
-            # ParquetFile reads one file without the dataset layer of pq.read_table: 10% faster here.
+            # ParquetFile reads one file without the dataset layer of pq.read_table, which costs time here.
             table = pq.ParquetFile(pa.BufferReader(data)).read()
         except Exception as exc:  # pyarrow raises several types for corrupt files
             raise DataFileError(f"{path}: cannot read Parquet: {exc}") from None

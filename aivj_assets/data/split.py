@@ -6,7 +6,7 @@ on the same side of the elite warm-up/judging split however the corpus grows. Th
 place that decides.
 
 The hash is computed column by column over all rows at once (a splitmix64-style mix of each
-32-bit word), because a per-row cryptographic hash in Python was most of the ingest time. It
+32-bit word), because a per-row cryptographic hash in Python would cost most of the ingest. It
 is an identity for splitting and de-duplication, not a defence against crafted collisions.
 """
 
@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 ROW_HASH_CHARS = 16  # hex characters: 64 bits, ample for millions of rows
-_CHUNK_ROWS = 1024  # rows per block of the row hash: the fastest size measured (benchmarks/RESULTS.md)
+_CHUNK_ROWS = 1024  # rows per block of the row hash: a block of words fits in cache
 
 _MUL1 = np.uint64(0xBF58476D1CE4E5B9)
 _MUL2 = np.uint64(0x94D049BB133111EB)
@@ -60,7 +60,7 @@ def row_hash_values(audio: np.ndarray, preset: np.ndarray, labels: np.ndarray) -
         # The vector lengths seed the hash, so moving a value from one vector to the other changes it.
         keys ^= np.uint64((da << 20) ^ (dp << 4))
         # Block by block, in two buffers reused throughout: every step runs in place on a
-        # block that stays in cache, which is three times faster than whole-array temporaries.
+        # block that stays in cache, instead of allocating whole-array temporaries.
         rows = min(_CHUNK_ROWS, n)
         words = np.empty((rows, da + dp + 1), dtype=np.uint64)
         shifted = np.empty_like(words)

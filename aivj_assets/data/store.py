@@ -97,9 +97,9 @@ class Store:
         """
 
         def write(tmp: str) -> None:
-            # Random float features neither compress nor gain from dictionaries or statistics:
-            # written plain they cost a third of the default. Whole columns per batch (not 1,024
-            # values) spare the page buffers a dozen reallocations each.
+            # Random float features neither compress nor gain from dictionaries or statistics,
+            # so they are written plain. Whole columns per batch (not 1,024 values) spare the
+            # page buffers their reallocations.
             with pq.ParquetWriter(tmp, flat.schema, use_dictionary=False, compression="none",
                                   write_statistics=["label", "weight"], write_batch_size=1 << 16) as writer:
                 writer.write_table(flat)

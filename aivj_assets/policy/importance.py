@@ -18,17 +18,12 @@ from aivj_assets.settings import Settings, version_settings
 from aivj_assets.training.model import build_model, load_state_dict
 
 TOP_FEATURES = 10  # how many features a model materialisation lists
-# Rows scored. Each feature's drop is a mean over these rows of (hit before - hit after);
-# its standard error is at most sqrt(flip rate / rows), about 0.007 at 2000 rows for a
-# feature whose shuffle flips 10% of the answers. Measured on the demo champion (drops
-# 0.05-0.14 spread over many features), the top 10 from 2000 rows shared 7-10 features
-# with the top 10 from all 10,425 validation rows over four seeds, from 1000 rows only
-# 6-8: so not fewer, at about a second for the default model on 2 cores.
+# Rows scored. Each feature's drop is a mean over these rows of (hit before - hit after); its
+# standard error is at most sqrt(flip rate / rows): enough rows to rank the top features the
+# same way as all selection rows do, few enough to score within a second or so.
 MAX_ROWS = 2000
-# Permuted rows per forward pass. Small enough that one pass's activations (4096 x 1024
-# floats at the head's input) stay in cache and need no fresh pages: on the 2-core
-# benchmark machine the same 112,000 rows take 1.4 s in passes of 4096 and 2.3 s in
-# passes of 65,536.
+# Permuted rows per forward pass: small enough that one pass's activations (rows x the head's
+# input width) stay in cache and need no fresh pages.
 MAX_BATCH_ROWS = 4096
 _TOWERS = ("embed_audio", "embed_preset", "couple")
 

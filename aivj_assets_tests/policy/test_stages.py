@@ -63,7 +63,7 @@ def test_partitions_without_training_rows_leave_nothing_to_train(aivj_env, tmp_p
     champion = registry.register(weights, {"stage": "full", "data_partitions": ["a-1"]})
     registry.promote(champion, by="test")
     # A file whose every row was bad is stored with no rows: the incremental stage has nothing
-    # to learn from (it used to build a zero-width model and crash on the champion's weights).
+    # to learn from (not a zero-width model that crashes on the champion's weights).
     store.write_partition("b-2", PAIR_SCHEMA.empty_table(), {"content_hash": "b"})
     with pytest.raises(NothingToTrain, match=f"the 1 partitions since champion {champion} hold no training rows"):
         train_incremental(aivj_env, registry)
