@@ -1,1 +1,1 @@
-"""Data: the contract, the ingest ledger, the store, dataset loading and demo data."""
+"""Data: the contract, the ingest ledger and scan, the store, the row parts, the elite set, demo data."""

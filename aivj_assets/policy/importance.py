@@ -1,4 +1,4 @@
-"""Which input features a model relies on: permutation importance on the validation set.
+"""Which input features a model relies on: permutation importance on its selection rows.
 
 A feature's importance is how much accuracy falls when that one column is shuffled across
 rows (its link to the label broken, its distribution kept). Names follow the input

@@ -1,4 +1,4 @@
-"""The per-epoch rules of the owner's plan: rising validation loss, oscillation, worsening metrics.
+"""The per-epoch rules of the owner's plan on the selection rows: rising loss, oscillation, worsening metrics.
 
 Each rule looks at the epoch history and a few counters (kept in the checkpoint so a
 resumed run judges the same way) and returns events; the loop acts on ``restore_best``.

@@ -13,7 +13,7 @@ from aivj_assets.orchestration.resources import build_resources
 from aivj_assets.policy.importance import importance_for_version
 from aivj_assets.registry import BEST_NAME, Registry
 from aivj_assets_tests.builders import write_base_corpus, write_new_file
-from aivj_assets_tests.loopback import TOKEN, BotApi, telegram_env
+from aivj_assets_tests.loopback import telegram_env
 from aivj_assets_tests.orchestration.helpers import (
     check_results,
     ingest,
@@ -32,23 +32,24 @@ def model_env(aivj_env, monkeypatch):
     return small_model_settings(monkeypatch)
 
 
-@pytest.mark.timeout(300)
-def test_first_run_promotes_then_incremental_is_judged_and_noise_is_rejected(model_env, dagster_instance,
-                                                                             monkeypatch) -> None:
-    bot = BotApi(TOKEN)  # the owner's Telegram, on loopback: the outcome notifications arrive there
-    try:
-        _first_run_then_incremental(telegram_env(monkeypatch, bot), dagster_instance, bot)
-    finally:
-        bot.close()
+@pytest.fixture
+def owner_env(model_env, bot_api, monkeypatch):
+    """Small-model settings whose notifications reach the owner's Telegram, on loopback."""
+    return telegram_env(monkeypatch, bot_api)
 
 
-def _first_run_then_incremental(settings, dagster_instance, bot: BotApi) -> None:
-    registry = Registry(settings.models_dir)
+def _first_champion(settings, instance) -> tuple[dg.ExecuteInProcessResult, int]:
+    """The base corpus ingested and full_training run: (the run, the ledger sequence after ingest)."""
     write_base_corpus(settings)
-    seq = ingest(settings, dagster_instance)
+    seq = ingest(settings, instance)
+    return run_job(instance, "full_training"), seq
 
-    # First run: elite set -> warm-up -> full -> promoted (the first champion, absolute gates only).
-    result = run_job(dagster_instance, "full_training")
+
+@pytest.mark.timeout(300)
+def test_a_first_full_training_promotes_a_champion_with_its_report(owner_env, dagster_instance, bot_api) -> None:
+    settings = owner_env
+    registry = Registry(settings.models_dir)
+    result, _ = _first_champion(settings, dagster_instance)
     assert result.success
     mats = materialisations(result)
     full = mats["full_model"]
@@ -56,16 +57,6 @@ def _first_run_then_incremental(settings, dagster_instance, bot: BotApi) -> None
     for key in ("selection_accuracy", "selection_f1", "selection_loss", "duration"):
         assert isinstance(full[key], float)
     assert full["samples_trained"] > 0 and "| epoch |" in full["epochs"]
-    # Top-10 permutation importances, named by input column, ranked by accuracy drop.
-    ranked = re.findall(r"^\| (\d+) \| `((?:audio|preset)\[\d+\])` \| ([+-]\d\.\d{4}) \|$", full["feature_importance"], re.M)
-    assert [int(r[0]) for r in ranked] == list(range(1, 11)) and full["top_feature"] == ranked[0][1]
-    drops = [float(r[2]) for r in ranked]
-    assert drops == sorted(drops, reverse=True) and drops[0] > 0
-    # The stage scored them on the weights it registered and the selection rows it held:
-    # the same ranking as scoring the registered version from its files and stored rows.
-    recorded = registry.meta(full_version)["feature_importance"]
-    assert [tuple(item) for item in recorded] == importance_for_version(settings, full_version, seed=settings.seed)
-    assert [name for name, _ in recorded] == [r[1] for r in ranked]
     checks = check_results(result)
     assert all(checks[f"full_model:{g}"].passed for g in GATES[:6])
     assert set(GATES) <= {name.split(":")[1] for name in checks if name.startswith("full_model:")}
@@ -78,39 +69,68 @@ def _first_run_then_incremental(settings, dagster_instance, bot: BotApi) -> None
     assert registry.latest_version() == full_version
     best = settings.models_dir / BEST_NAME
     assert best.read_bytes() == registry.weights_path(full_version).read_bytes()
+    meta = registry.meta(full_version)
+    assert meta["data_partitions"] == sorted(meta["data_partitions"]) and len(meta["history"]) == 8
+    assert meta["run_id"] == result.run_id and meta["data_hash"]
+    assert any(f"model {full_version} is the new champion" in t for t in bot_api.texts())
     report = json.loads(settings.report_path.read_text())
     assert report["version"] == full_version and report["decision"] == "promoted"
     assert report["model_performance"]["cv_accuracy"] >= settings.val_min_accuracy
+    assert 0 < report["model_performance"]["f1_score"] <= 1
     # cv_accuracy says how it was measured: one hold-out accuracy on the gate rows, with its interval.
     evaluation = report["evaluation"]
     assert evaluation["method"] == "holdout" and evaluation["split"] == "gate"
     assert evaluation["rows"] == registry.get(full_version)["measured"]["val_rows"] > 0
     assert evaluation["interval"][0] < report["model_performance"]["cv_accuracy"] < evaluation["interval"][1]
     assert 0 <= report["calibration"]["ece"] < 1 and report["calibration"]["bins"] == 15
-    assert 0 < report["model_performance"]["f1_score"] <= 1
-    meta = registry.meta(full_version)
-    assert meta["data_partitions"] == sorted(meta["data_partitions"]) and len(meta["history"]) == 8
-    assert meta["run_id"] == result.run_id and meta["data_hash"]
-    assert any(f"model {full_version} is the new champion" in t for t in bot.texts())
 
-    # New clean data: the incremental stage trains from the champion on it plus replay, and is judged.
+
+@pytest.mark.timeout(300)
+def test_a_candidate_names_its_top_features_as_the_stage_scored_them(model_env, dagster_instance) -> None:
+    settings = model_env
+    result, _ = _first_champion(settings, dagster_instance)
+    full = materialisations(result)["full_model"]
+    # Top-10 permutation importances, named by input column, ranked by accuracy drop.
+    ranked = re.findall(r"^\| (\d+) \| `((?:audio|preset)\[\d+\])` \| ([+-]\d\.\d{4}) \|$", full["feature_importance"], re.M)
+    assert [int(r[0]) for r in ranked] == list(range(1, 11)) and full["top_feature"] == ranked[0][1]
+    drops = [float(r[2]) for r in ranked]
+    assert drops == sorted(drops, reverse=True) and drops[0] > 0
+    # The stage scored them on the weights it registered and the selection rows it held:
+    # the same ranking as scoring the registered version from its files and stored rows.
+    recorded = Registry(settings.models_dir).meta(full["version"])["feature_importance"]
+    assert [tuple(item) for item in recorded] == importance_for_version(settings, full["version"], seed=settings.seed)
+    assert [name for name, _ in recorded] == [r[1] for r in ranked]
+
+
+@pytest.mark.timeout(300)
+def test_new_data_trains_the_champion_on_it_plus_replay_and_is_judged(model_env, dagster_instance) -> None:
+    settings = model_env
+    registry = Registry(settings.models_dir)
+    _, seq = _first_champion(settings, dagster_instance)
+    champion = registry.champion()["version"]
     write_new_file(settings, "new_clean", 2000, seed=11)
-    seq = ingest(settings, dagster_instance, seq)
+    ingest(settings, dagster_instance, seq)
     result = run_job(dagster_instance, "incremental_training")
     inc_version = materialisations(result)["incremental_model"]["version"]
     inc_meta = registry.meta(inc_version)
-    assert inc_meta["parent"] == full_version and len(inc_meta["new_partitions"]) == 1
+    assert inc_meta["parent"] == champion and len(inc_meta["new_partitions"]) == 1
     assert inc_meta["replay_rows"] == inc_meta["new_rows"]  # AIVJ_REPLAY_RATIO default: 1 old row per new row
     verdict = registry.get(inc_version)
     if verdict["judgement"]["passed"]:
         assert result.success and registry.champion()["version"] == inc_version
     else:  # as the data warrants: a candidate that does not beat the champion is a normal rejection
         assert not result.success and verdict["status"] == "rejected" and verdict["reasons"]
-        assert registry.champion()["version"] == full_version
-    champion_before = registry.champion()["version"]
-    best_before, latest_before = best.read_bytes(), registry.latest_version()
+        assert registry.champion()["version"] == champion
 
-    # Label-shuffled data: the candidate is rejected, latest and coupling_net_best.pth do not move.
+
+@pytest.mark.timeout(300)
+def test_shuffled_labels_are_rejected_and_nothing_the_app_reads_moves(owner_env, dagster_instance, bot_api) -> None:
+    settings = owner_env
+    registry = Registry(settings.models_dir)
+    _, seq = _first_champion(settings, dagster_instance)
+    champion = registry.champion()["version"]
+    best = settings.models_dir / BEST_NAME
+    best_before, latest_before = best.read_bytes(), registry.latest_version()
     write_new_file(settings, "shuffled", 4000, seed=12, shuffle_labels=True)
     ingest(settings, dagster_instance, seq)
     result = run_job(dagster_instance, "incremental_training")
@@ -118,21 +138,18 @@ def _first_run_then_incremental(settings, dagster_instance, bot: BotApi) -> None
     bad_version = materialisations(result)["incremental_model"]["version"]
     entry = registry.get(bad_version)
     assert entry["status"] == "rejected" and any("beats_champion" in r for r in entry["reasons"])
-    # Shuffled labels teach nothing: no better than the champion, within the run-to-run noise
-    # of training here (seen: 0.8064 vs 0.8086 and 0.8123 vs 0.8116 on 984 validation rows).
+    # Shuffled labels teach nothing: no better than the champion on the same gate rows.
     assert entry["measured"]["val_accuracy"] < entry["champion_measured"]["val_accuracy"] + 0.01
-    checks = check_results(result)
-    beat = checks["incremental_model:beats_champion"]
+    beat = check_results(result)["incremental_model:beats_champion"]
     assert not beat.passed and 0.05 < beat.metadata["p_value"].value <= 1.0
-    assert beat.metadata["candidate_only"].value <= beat.metadata["champion_only"].value + 40
     assert "promoted_model" not in materialisations(result)
     assert best.read_bytes() == best_before and registry.latest_version() == latest_before
-    assert registry.champion()["version"] == champion_before
+    assert registry.champion()["version"] == champion
     run = dagster_instance.get_run_by_id(result.run_id)
     assert run.tags.get("aivj/outcome") == "gate_rejected" and run.tags.get("dagster/max_retries") == "0"
     report = json.loads(settings.report_path.read_text())
     assert report["version"] == bad_version and report["decision"] == "rejected" and report["reasons"]
-    assert any(f"model {bad_version} not promoted, kept the champion {champion_before}: " in t for t in bot.texts())
+    assert any(f"model {bad_version} not promoted, kept the champion {champion}: " in t for t in bot_api.texts())
 
     # Run again with nothing changed: the rejected version is judged again, not trained again.
     versions = [e["version"] for e in registry.entries()]
@@ -142,7 +159,7 @@ def _first_run_then_incremental(settings, dagster_instance, bot: BotApi) -> None
     assert again["version"] == bad_version and again["status"] == "reused"
     assert [e["version"] for e in registry.entries()] == versions
     assert registry.get(bad_version)["status"] == "rejected" and registry.get(bad_version)["judged_in_run"] == result.run_id
-    assert registry.champion()["version"] == champion_before
+    assert registry.champion()["version"] == champion
 
 
 @pytest.mark.timeout(300)
