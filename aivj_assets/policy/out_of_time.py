@@ -64,7 +64,7 @@ def gate_out_of_time(result: OutOfTime | None, settings: Settings, error: str = 
         return Gate(OUT_OF_TIME, False, "not scored", settings.drift_drop, False, f"could not score the champion: {error}"[:500])
     if result is None:
         return Gate(OUT_OF_TIME, True, "not scored", settings.drift_drop, False,
-                    "no champion, or the champion was trained on this file")
+                    "no champion, the champion was trained on this file, or the file had no good rows")
     return Gate(OUT_OF_TIME, result.passed(settings.drift_drop), result.drop_points, settings.drift_drop, False, result.line(),
                 candidate=result.accuracy, interval=result.interval,
                 detail={"champion_accuracy": result.accuracy, "champion_version": result.champion, "rows": result.rows,
@@ -86,8 +86,8 @@ def records(settings: Settings) -> dict[str, dict[str, Any]]:
 def score_partition(settings: Settings, registry: Registry, key: str, *,
                     notify: Callable[[str, str, dict[str, Any] | None], None],
                     log: Callable[[str], None] = print) -> OutOfTime | None:
-    """Score the champion on partition ``key``'s rows and record it; None when there is no champion
-    or the champion has already trained on them (then it is not out of time)."""
+    """Score the champion on partition ``key``'s rows and record it; None when there is no champion,
+    the champion has already trained on them (then it is not out of time), or they are none."""
     champion = registry.champion()
     if champion is None:
         log(f"{key}: no champion yet, nothing to score out of time")
@@ -98,12 +98,16 @@ def score_partition(settings: Settings, registry: Registry, key: str, *,
         log(f"{key}: champion {name} was trained on it: not an out-of-time score")
         return None
     correct, rows = _champion_correct(settings, registry, name, meta, key)
+    if rows == 0:  # every row was bad: there is nothing to score, and no score joins the mean
+        log(f"{key}: no good rows to score the champion on")
+        return None
     with file_lock(settings.store_dir / ".out_of_time.lock"):
         doc = records(settings)
         earlier = sorted((r for k, r in doc.items() if k != key), key=lambda r: r["scored_at"])
-        recent = earlier[-settings.drift_window:] if settings.drift_window > 0 else []
+        recent = [r for r in earlier if math.isfinite(r["accuracy"])][-settings.drift_window:] \
+            if settings.drift_window > 0 else []
         mean = sum(r["accuracy"] for r in recent) / len(recent) if len(recent) >= MIN_HISTORY else None
-        result = OutOfTime(key, name, correct / rows if rows else math.nan, rows, wilson_interval(correct, rows), mean,
+        result = OutOfTime(key, name, correct / rows, rows, wilson_interval(correct, rows), mean,
                            len(recent), datetime.now(timezone.utc).isoformat(timespec="seconds"),
                            alerted=bool(doc.get(key, {}).get("alerted")))
         log(result.line())

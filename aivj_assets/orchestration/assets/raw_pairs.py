@@ -13,7 +13,8 @@ from aivj_assets.data.contract import DataFileError
 from aivj_assets.data.ingest import ingest_partition
 from aivj_assets.orchestration.checks import gate_result
 from aivj_assets.orchestration.resources import NotifierResource
-from aivj_assets.policy.data_gates import DATA_GATES, data_gates
+from aivj_assets.policy.data_gates import DATA_GATES, OUT_OF_TIME, data_gates
+from aivj_assets.policy.gates import Gate
 from aivj_assets.registry import Registry
 from aivj_assets.settings import Settings, load_settings
 
@@ -27,21 +28,23 @@ def score_out_of_time(context: dg.AssetExecutionContext, settings: Settings,
                       notifier: NotifierResource) -> tuple[dict, dg.AssetCheckResult]:
     """The champion scored on the partition just stored: its metadata (plotted per partition in the
     UI) and the warning check. A scoring error warns with its reason and never fails the ingest."""
-    # torch: imported when a file is stored with a champion to score, not when the code location loads
+    registry = Registry(settings.models_dir)
+    if registry.champion() is None:
+        context.log.info(f"{context.partition_key}: no champion yet, nothing to score out of time")
+        return {}, gate_result(Gate(OUT_OF_TIME, True, "not scored", settings.drift_drop, False, "no champion yet"))
+    # torch: imported when there is a champion to score, not when the code location loads
     from aivj_assets.policy.out_of_time import gate_out_of_time, score_partition
 
     key = context.partition_key
     try:
-        result = score_partition(settings, Registry(settings.models_dir), key, notify=notifier.notify,
-                                 log=context.log.info)
+        result = score_partition(settings, registry, key, notify=notifier.notify, log=context.log.info)
     except Exception as exc:  # the rows are stored; the owner still learns the score is missing, and why
         context.log.warning(f"{key}: could not score the champion on it: {exc}")
         return {}, gate_result(gate_out_of_time(None, settings, error=str(exc)))
-    gate = gate_out_of_time(result, settings)
     metadata = {} if result is None else {
         "champion_accuracy": result.accuracy, "champion_version": result.champion,
         "champion_accuracy_low": result.interval[0], "champion_accuracy_high": result.interval[1]}
-    return metadata, gate_result(gate)
+    return metadata, gate_result(gate_out_of_time(result, settings))
 
 
 @dg.asset(
