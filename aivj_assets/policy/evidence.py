@@ -56,8 +56,6 @@ class Paired:
     rows: int
     candidate_only: int  # rows only the candidate gets right (b)
     champion_only: int  # rows only the champion gets right (c)
-    candidate_correct: int
-    champion_correct: int
 
     @property
     def discordant(self) -> int:
@@ -111,8 +109,7 @@ def paired(candidate_correct: np.ndarray, champion_correct: np.ndarray) -> Paire
     if cand.shape != champ.shape:
         raise ValueError(f"a paired test needs the same rows: {cand.shape} vs {champ.shape}")
     return Paired(rows=int(cand.size), candidate_only=int(np.sum(cand & ~champ)),
-                  champion_only=int(np.sum(~cand & champ)), candidate_correct=int(cand.sum()),
-                  champion_correct=int(champ.sum()))
+                  champion_only=int(np.sum(~cand & champ)))
 
 
 def expected_calibration_error(probability: np.ndarray, label: np.ndarray, bins: int = ECE_BINS) -> float:
@@ -157,14 +154,19 @@ def slices(names: Sequence[str], group: np.ndarray, candidate_correct: np.ndarra
 
 @dataclass(frozen=True)
 class Outcomes:
-    """One model's per-row results on a set of rows: its probability of label 1, and the labels."""
+    """One model's per-row results on a set of rows: its logit (the model's own output, whose sign
+    is its prediction, as everywhere in the platform), and the labels."""
 
-    probability: np.ndarray
+    logit: np.ndarray
     label: np.ndarray
 
     @property
+    def probability(self) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-np.asarray(self.logit, np.float64)))
+
+    @property
     def correct(self) -> np.ndarray:
-        return (self.probability > 0.5) == (self.label > 0.5)
+        return (self.logit > 0) == (self.label > 0.5)
 
     @property
     def rows(self) -> int:
@@ -176,7 +178,7 @@ class Outcomes:
 
     @property
     def ece(self) -> float:
-        return expected_calibration_error(self.probability, self.label)
+        return expected_calibration_error(self.probability, self.label, ECE_BINS)
 
 
 @dataclass(frozen=True)

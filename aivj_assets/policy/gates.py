@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aivj_assets.policy.evidence import Evidence, Outcomes, Paired, Slice, slices, wilson_interval
+from aivj_assets.policy.evidence import ECE_BINS, Evidence, Outcomes, Paired, Slice, slices, wilson_interval
 from aivj_assets.settings import Settings
 
 # (name, blocking, description) of every model gate, in the order judge() returns them.
@@ -29,7 +29,7 @@ MODEL_GATES = (
     ("val_loss_rising", False, "the selection rows' loss rose val_loss_rise_epochs epochs in a row"),
     ("loss_oscillation", False, "an epoch's selection loss rose more than loss_change_max"),
     ("val_accuracy_drop", False, "gate accuracy more than val_drop_alert below the champion's on the same rows"),
-    ("calibration", False, "expected calibration error (15 bins) on the gate rows <= max_ece"),
+    ("calibration", False, f"expected calibration error ({ECE_BINS} bins) on the gate rows <= max_ece"),
     ("slices", False, "no source file with slice_min_rows gate rows loses more than slice_max_drop points"),
 )
 
@@ -175,8 +175,8 @@ def gate_beats_champion_ratio(evidence: Evidence, factor: float) -> Gate:
         why.append(f"val {val:.4f} <= champion {champ_val:.4f}")
     return Gate("beats_champion", elite_ok and val_ok, elite, elite_bound, True,
                 "; ".join(why) or "beats the champion on elite and validation accuracy",
-                candidate=val, champion=champ_val, interval=pair.gain_interval(),
-                detail={"estimate": pair.gain, "elite_bound_capped": capped, "champion_elite_accuracy": champ_elite,
+                candidate=elite, champion=champ_elite,
+                detail={"elite_bound_capped": capped, "val_accuracy": val, "champion_val_accuracy": champ_val,
                         **_paired_detail(pair)})
 
 
@@ -239,13 +239,13 @@ def warn_val_drop(evidence: Evidence, max_drop: float) -> Gate:
 
 
 def warn_calibration(evidence: Evidence, max_ece: float) -> Gate:
-    """Warning: the candidate's expected calibration error (15 bins) on the gate rows is at most ``max_ece``:
+    """Warning: the candidate's expected calibration error on the gate rows is at most ``max_ece``:
     the app reads the score as a probability, not only its side of 0.5."""
     ece = evidence.gate.ece
     champ = evidence.champion_gate.ece if evidence.champion_gate else None
     ok = not math.isfinite(ece) or ece <= max_ece
     return Gate("calibration", ok, ece, float(max_ece), False,
-                f"expected calibration error (15 bins) on {evidence.gate.rows:,} gate rows",
+                f"expected calibration error ({ECE_BINS} bins) on {evidence.gate.rows:,} gate rows",
                 candidate=ece, champion=champ, detail={"estimate": ece, "champion_ece": champ})
 
 
@@ -309,7 +309,7 @@ class Judgement:
         failed gate is the comparison with the champion, else the failed gates' names."""
         failed = [g for g in self.gates if g.blocking and not g.passed]
         beat = self.gate("beats_champion")
-        if beat is not None and "gain" in beat.detail and [g.name for g in failed] in ([], ["beats_champion"]):
+        if beat is not None and "p_value" in beat.detail and [g.name for g in failed] in ([], ["beats_champion"]):
             return (f"{points(beat.detail['gain'])} on {beat.detail['rows']:,} rows, "
                     f"p = {beat.value:.2g}")
         return "failed " + ", ".join(g.name for g in failed) if failed else _PASSED

@@ -64,9 +64,9 @@ def _measure(settings: Settings, weights: dict[str, torch.Tensor], dims: tuple[i
     """A model's figures on the gate rows and the elite judging rows, and its per-row outcomes."""
     model = build_model(settings, *dims)
     model.load_state_dict(weights)
-    v, v_prob = evaluate_rows(model, gate)
-    e, e_prob = evaluate_rows(model, elite)
-    on_gate, on_elite = Outcomes(v_prob, gate.label.numpy()), Outcomes(e_prob, elite.label.numpy())
+    v, v_logit = evaluate_rows(model, gate)
+    e, e_logit = evaluate_rows(model, elite)
+    on_gate, on_elite = Outcomes(v_logit, gate.label.numpy()), Outcomes(e_logit, elite.label.numpy())
     metrics = {"elite_accuracy": e["accuracy"], "elite_rows": e["n"], "val_accuracy": v["accuracy"],
                "val_rows": v["n"], "f1": v["f1"], "val_loss": v["loss"], "precision": v["precision"],
                "recall": v["recall"], "ece": on_gate.ece}
@@ -94,14 +94,22 @@ def _by_gates(run_id: str) -> str:
     return f"gates (run {run_id})" if run_id else "gates"
 
 
-def report_details(version: str, gates: list[dict[str, Any]], *, run_id: str, log_excerpt: str = "",
+# log_excerpt(): the run's log lines a report quotes; read only when a report is sent
+LogExcerpt = Callable[[], str]
+
+
+def _no_log() -> str:
+    return ""
+
+
+def report_details(version: str, gates: list[dict[str, Any]], *, run_id: str, log_excerpt: LogExcerpt,
                    **facts: Any) -> dict[str, Any]:
     """What an email report carries: the gate table (:meth:`Gate.row` rows), the facts, the run's log."""
-    return {"version": version, "run_id": run_id, "gates": gates, **facts, "log": log_excerpt}
+    return {"version": version, "run_id": run_id, "gates": gates, **facts, "log": log_excerpt()}
 
 
 def record_integrity(settings: Settings, registry: Registry, version: str, gates: list[Gate], *, run_id: str,
-                     notify: Notify, log_excerpt: str = "") -> bool:
+                     notify: Notify, log_excerpt: LogExcerpt = _no_log) -> bool:
     """True when every integrity gate passed; otherwise ``version`` is rejected and the owner told
     (the run then ends as a normal outcome, so no failure alert would say it)."""
     reasons = [g.reason for g in gates if not g.passed]
@@ -137,12 +145,13 @@ def judge_candidate(settings: Settings, registry: Registry, version: str,
                                                   dims, rows.rows, elite)
         champ["split"] = signature
         evidence = Evidence(on_gate, on_elite, champ_gate, champ_elite, rows.sources, rows.group)
-        pair = evidence.gate_paired
-        paired = {"test": "exact one-sided test of the discordant rows (McNemar's, shifted by the margin)",
-                  "alpha": settings.promote_alpha, "margin_points": settings.promote_min_gain,
-                  "p_value": pair.p_better_by(settings.promote_min_gain / 100), **pair.as_dict()}
     judgement = judge(version, settings=settings, integrity=integrity, evidence=evidence,
                       history=meta.get("history") or [])
+    if evidence.gate_paired is not None:
+        beat = judgement.gate("beats_champion")
+        paired = {"rule": settings.beat_rule, "alpha": settings.promote_alpha,
+                  "margin_points": settings.promote_min_gain, **evidence.gate_paired.as_dict(),
+                  **({"p_value": beat.detail["p_value"]} if "p_value" in beat.detail else {})}
     return Verdict(judgement, champ_entry["version"] if champ_entry else None, cand, champ, paired)
 
 
@@ -159,7 +168,7 @@ def _remeasure_note(champion: str, recorded: Mapping[str, Any] | None, signature
 
 
 def record_verdict(settings: Settings, registry: Registry, verdict: Verdict, *, run_id: str, notify: Notify,
-                   log_excerpt: str = "") -> None:
+                   log_excerpt: LogExcerpt = _no_log) -> None:
     """Store the verdict in the registry; a failed candidate is rejected, reported and notified.
 
     A version judged again (a stage reused it) keeps a decision already made about it: one
@@ -172,10 +181,13 @@ def record_verdict(settings: Settings, registry: Registry, verdict: Verdict, *, 
                     champion_measured=plain(verdict.champion_metrics), paired=plain(verdict.paired),
                     judged_against=verdict.champion, judged_in_run=run_id, warnings=j.warnings,
                     summary=j.summary, judged_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    details = report_details(j.version, plain(j.table()), run_id=run_id, log_excerpt=log_excerpt,
-                             champion=verdict.champion or "none", summary=j.summary)
+
+    def details(reasons: list[str]) -> dict[str, Any]:
+        return report_details(j.version, plain(j.table()), run_id=run_id, log_excerpt=log_excerpt,
+                              champion=verdict.champion or "none", summary=j.summary, reasons=reasons)
+
     if j.warnings:
-        notify("degradation", f"model {j.version}: " + "; ".join(j.warnings), {**details, "reasons": j.warnings})
+        notify("degradation", f"model {j.version}: " + "; ".join(j.warnings), details(j.warnings))
     if standing in ("promoted", "rolled_back"):
         return
     if j.passed:
@@ -187,12 +199,12 @@ def record_verdict(settings: Settings, registry: Registry, verdict: Verdict, *, 
     write_report(settings, registry, j.version, "rejected")
     champion = verdict.champion or "none"
     notify("gate_rejected", f"model {j.version} not promoted, kept the champion {champion}: {j.evidence}",
-           {**details, "reasons": j.reasons})
+           details(j.reasons))
     apply_retention(settings, registry)
 
 
 def promote_best(settings: Settings, registry: Registry, versions: list[str], *, run_id: str, notify: Notify,
-                 log_excerpt: str = "") -> dict[str, Any]:
+                 log_excerpt: LogExcerpt = _no_log) -> dict[str, Any]:
     """Promote the best of this run's judged, passing candidates; the rest stay as they are.
 
     Returns ``{"promoted": version | None, "champion": version | None, "pruned": [...],
@@ -207,7 +219,7 @@ def promote_best(settings: Settings, registry: Registry, versions: list[str], *,
     held = [f"{e['version']} ({e['status']})" for e in entries if e["status"] in ("promoted", "rolled_back")]
     promoted = None
     if passing:
-        # Two passing candidates (full and incremental) were judged on the same gate rows.
+        # Two passing candidates (full and incremental) were each judged against this champion.
         best = max(passing, key=lambda e: (e["measured"]["val_accuracy"], e["measured"]["elite_accuracy"]))
         promoted = best["version"]
         registry.promote(promoted, by=f"run {run_id}" if run_id else "promotion",
@@ -219,7 +231,7 @@ def promote_best(settings: Settings, registry: Registry, versions: list[str], *,
         write_report(settings, registry, promoted, "promoted")
         m, pair = best["measured"], best.get("paired") or {}
         gain = (f", {100 * pair['gain']:+.2f} points over {best.get('judged_against')} on {pair['rows']:,} gate rows, "
-                f"p = {pair['p_value']:.2g}") if pair else ""
+                f"p = {pair['p_value']:.2g}") if "p_value" in pair else ""
         notify("promoted", f"model {promoted} is the new champion (val {m['val_accuracy']:.4f}, "
                            f"elite {m['elite_accuracy']:.4f}{gain})",
                report_details(promoted, gate_table(best), run_id=run_id, log_excerpt=log_excerpt,

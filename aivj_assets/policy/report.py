@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from aivj_assets.data.atomic import write_json_atomic
+from aivj_assets.policy.evidence import ECE_BINS
 from aivj_assets.registry import Registry
 from aivj_assets.settings import Settings
 
@@ -37,7 +38,7 @@ def write_report(settings: Settings, registry: Registry, version: str, decision:
                        "signature": measured.get("split")},
         "paired_test": entry.get("paired"),
         "calibration": {"ece": measured.get("ece"), "champion_ece": (entry.get("champion_measured") or {}).get("ece"),
-                        "bins": 15, "bound": settings.max_ece},
+                        "bins": ECE_BINS, "bound": settings.max_ece},
         "champion_performance": entry.get("champion_measured"),
         "gates": gates,
         "warnings": entry.get("warnings") or [],

@@ -44,7 +44,7 @@ def evaluate(model: nn.Module, data: PairTensors, *, batch_size: int = 4096, dev
 
 def evaluate_rows(model: nn.Module, data: PairTensors, *, batch_size: int = 4096,
                   device: str | torch.device = "cpu") -> tuple[dict, np.ndarray]:
-    """:func:`evaluate`'s figures and each row's probability of label 1, from one pass over ``data``."""
+    """:func:`evaluate`'s figures and each row's logit (float64), from one pass over ``data``."""
     n = len(data)
     if n == 0:
         nan = math.nan
@@ -69,4 +69,4 @@ def evaluate_rows(model: nn.Module, data: PairTensors, *, batch_size: int = 4096
         "recall": recall,
         "n": n,
     }
-    return figures, torch.sigmoid(logits).double().cpu().numpy()
+    return figures, logits.double().cpu().numpy()

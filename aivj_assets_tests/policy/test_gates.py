@@ -35,7 +35,8 @@ from aivj_assets.settings import load_settings
 def _outcomes(correct: list[bool] | np.ndarray, sure: float = 0.9) -> Outcomes:
     """Rows of label 1 scored ``sure`` when right and ``1 - sure`` when wrong."""
     correct = np.asarray(correct, bool)
-    return Outcomes(np.where(correct, sure, 1 - sure), np.ones(correct.size))
+    sure_logit = np.log(sure / (1 - sure))
+    return Outcomes(np.where(correct, sure_logit, -sure_logit), np.ones(correct.size))
 
 
 def _pair(b: int, c: int, both: int = 5, neither: int = 0) -> tuple[Outcomes, Outcomes]:
@@ -90,8 +91,8 @@ def test_beats_champion_needs_significance_not_any_margin() -> None:
     assert gate_beats_champion(Evidence(_outcomes([True]), _outcomes([True])), 0.05).passed  # no champion
     same = gate_beats_champion(_evidence(_pair(0, 0, both=500)), 0.05)
     assert not same.passed and same.value == 1.0 and same.detail["gain"] == 0.0  # the champion's own weights
-    noise = gate_beats_champion(_evidence(_pair(9, 1, both=4990)), 0.05)  # +0.16 points of 5,000: p = 0.011
-    assert noise.passed and noise.value == pytest.approx(11 / 1024)
+    small_gain = gate_beats_champion(_evidence(_pair(9, 1, both=4990)), 0.05)  # +0.16 points of 5,000: p = 0.011
+    assert small_gain.passed and small_gain.value == pytest.approx(11 / 1024)
     coin = gate_beats_champion(_evidence(_pair(12, 8, both=4980)), 0.05)
     assert not coin.passed and coin.value == pytest.approx(0.2517, abs=1e-4) and "no evidence" in coin.description
     assert coin.interval[0] < 0 < coin.interval[1] and coin.candidate > coin.champion
@@ -134,6 +135,12 @@ def test_the_seeds_ratio_rule_stays_an_option() -> None:
                       _outcomes([True] * 100))
     gate = gate_beats_champion_ratio(capped, 1.01)
     assert gate.passed and gate.bound == 1.0 and gate.detail["elite_bound_capped"]
+    assert (gate.candidate, gate.champion) == (1.0, 1.0)  # the elite figures it compared
+    # Under this rule no p-value decides, and the owner's line names none.
+    ratio = load_settings(env={"AIVJ_BEAT_RULE": "elite_ratio"})
+    kept = judge("v4", settings=ratio, integrity=[], history=[],
+                 evidence=_evidence(_pair(10, 12, both=978), elite=_pair(0, 0, both=250)))
+    assert kept.summary == "kept the champion: failed beats_champion" and "p =" not in kept.summary
 
 
 def test_absolute_bounds_and_warnings() -> None:

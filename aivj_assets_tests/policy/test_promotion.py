@@ -140,8 +140,8 @@ def test_judging_sizes_and_alpha_are_refused_when_settings_load(tmp_path: Path) 
 def _verdict(version: str, passed: bool, champion: str | None) -> Verdict:
     """A verdict with one elite-accuracy gate that passes or fails."""
     right = [True] * 99 + [False] if passed else [True] * 50 + [False] * 50
-    elite = Outcomes(np.where(right, 0.9, 0.1), np.ones(len(right)))
-    gate = gate_elite_accuracy(Evidence(Outcomes(np.array([0.9]), np.ones(1)), elite), 0.95)
+    elite = Outcomes(np.where(right, 2.0, -2.0), np.ones(len(right)))  # logits: right when positive
+    gate = gate_elite_accuracy(Evidence(Outcomes(np.array([2.0]), np.ones(1)), elite), 0.95)
     metrics = {"elite_accuracy": gate.value, "val_accuracy": 0.93}
     return Verdict(Judgement(version, [gate]), champion, metrics, None, None)
 

@@ -13,8 +13,9 @@ from aivj_assets.registry.table import versions_table
 def _register(reg: Registry, tmp_path: Path, name: str, elite: float = 0.96, **meta) -> str:
     weights = tmp_path / f"{name}.bin"
     weights.write_bytes(os.urandom(4096))  # the registry never parses weights
-    return reg.register(weights, {"stage": "full", "identity": f"id-{name}",
-                                  "metrics": {"elite_accuracy": elite}, **meta})
+    version = reg.register(weights, {"stage": "full", "identity": f"id-{name}", **meta})
+    reg.update(version, measured={"elite_accuracy": elite})  # as judged
+    return version
 
 
 def _retain(reg: Registry, **rule) -> list[str]:
