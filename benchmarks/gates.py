@@ -5,7 +5,7 @@ accuracy is known), at the demo's size (104,040 pairs, 512 elite), ingested into
 store and split the platform's way:
   0. models are trained the way ``full_training`` does it (elite warm-up, then full), each from
      fresh weights: weaker champions on the first of the 6 files only (as when the corpus was
-     young; one full epoch, and all of them) and on the first 2, then on every file a champion
+     young; ``--weak-epochs`` full epochs, and all 8) and on the first 2, then on every file a champion
      (seed 0) and ``--candidates`` candidates of the same recipe and data with seeds 1..N;
   1. (a) false promotions: each candidate is judged by the platform (``judge_candidate``) against
      the champion of the same recipe: equal quality, so every promotion is a false one.
@@ -103,6 +103,8 @@ def main() -> None:
     p.add_argument("--candidates", type=int, default=20)
     p.add_argument("--hidden", type=int, default=512, help="CouplingNet hidden width (the owner's: 512)")
     p.add_argument("--embed", type=int, default=256)
+    p.add_argument("--weak-epochs", type=int, default=2,
+                   help="full epochs of the weakest champion (on one file): its gap to the candidates")
     p.add_argument("--min-gain", type=float, default=None, help="AIVJ_PROMOTE_MIN_GAIN (default: the setting's)")
     p.add_argument("--truth-rows", type=int, default=200_000)
     args = p.parse_args()
@@ -123,7 +125,7 @@ def main() -> None:
     arrive(tmp / "staging", settings.data_dir, manifest["files"][:1])
     seq = ingest_new_files(settings, 0)[1]
     build_elite_set(settings)
-    weak = [trained(settings, registry, 0, full_epochs=1), trained(settings, registry, 0)]
+    weak = [trained(settings, registry, 0, full_epochs=args.weak_epochs), trained(settings, registry, 0)]
     arrive(tmp / "staging", settings.data_dir, manifest["files"][1:2])
     seq = ingest_new_files(settings, seq)[1]
     weak.append(trained(settings, registry, 0))
@@ -140,7 +142,8 @@ def main() -> None:
 
     print("(a) equal quality, same recipe and data:")
     equal = judged(settings, registry, champion, candidates, truth)
-    print("(b) weaker champions: 1 of the 6 files (1 epoch, 8 epochs), 2 of them (8 epochs):")
+    print(f"(b) weaker champions: 1 of the 6 files ({args.weak_epochs} and {settings.full_epochs} epochs), 2 of them "
+          f"({settings.full_epochs} epochs):")
     pairs = [pair for w in weak for pair in judged(settings, registry, w, candidates, truth)]
     promoted = sum(p for _, p in equal)
     better = [p for gain, p in pairs if gain >= 0.01]

@@ -3,7 +3,7 @@
 In one run, on demo-function data (``aivj_assets.data.generate.draw_pairs``) held in memory:
   A. ``aivj_assets.training.loop.train``: one epoch, as the assets run it (schedule, loss
      read-back, control polls, the step-0 and epoch-end checkpoints, and the epoch-end
-     validation on a tenth of the rows), with no step checkpoints;
+     evaluation on the selection rows, a twentieth), with no step checkpoints;
   B. a bare loop: same model and initial weights, same rows, batch size and AdamW, a
      shuffled permutation and nothing else.
 Repetitions interleave A and B (ABAB...) because the machine is shared; medians are reported.
@@ -157,7 +157,7 @@ def main() -> None:
     print(machine())
     probe = fresh_model(data.audio_dim, data.preset_dim, data)
     print(f"model CouplingNet {count_parameters(probe):,} parameters; {len(data):,} training rows, "
-          f"{len(val):,} validation rows, batch {args.batch}, device {device}{' bf16' if args.bf16 else ''}, "
+          f"{len(val):,} selection rows, batch {args.batch}, device {device}{' bf16' if args.bf16 else ''}, "
           f"{args.reps} reps interleaved")
 
     ours, bare = [], []

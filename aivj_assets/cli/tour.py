@@ -13,25 +13,19 @@ from __future__ import annotations
 import contextlib
 import io
 import sys
-import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import dagster as dg
-from dagster import DagsterEventType
-
 from aivj_assets.data.generate import write_demo_data
 from aivj_assets.data.ingest import rebuild_stale
 from aivj_assets.data.scan import candidate_files
 from aivj_assets.ops.control import read_progress
-from aivj_assets.orchestration import tags
-from aivj_assets.orchestration.definitions import defs
+from aivj_assets.orchestration.demo_run import check_results, run_job_watched, step_times
 from aivj_assets.orchestration.ingest_folder import ingest_data_folder
-from aivj_assets.orchestration.instance import ensure_instance
+from aivj_assets.orchestration.instance import ensure_instance, open_instance
 from aivj_assets.registry import Registry
 from aivj_assets.settings import Settings
 
@@ -96,45 +90,10 @@ class Progress:
             self._last_line = ""
 
 
-def _step_times(instance: Any, run_id: str) -> dict[str, float]:
-    """Wall seconds of each step of the run, from its STEP_START/STEP_SUCCESS|FAILURE events."""
+def _watch(settings: Settings, progress: Progress, began: float) -> Callable[[str], None]:
+    """What to show for the step that is running: its stage, and the training loop's step/ETA."""
 
-    started: dict[str, float] = {}
-    seconds: dict[str, float] = {}
-    kinds = {DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE}
-    for record in instance.all_logs(run_id, of_type=kinds):
-        step = record.step_key
-        if record.dagster_event.event_type == DagsterEventType.STEP_START:
-            started[step] = record.timestamp
-        elif step in started:
-            seconds[step] = record.timestamp - started[step]
-    return seconds
-
-
-def _running_step(instance: Any, run_id: str) -> str | None:
-    """The step of the run that started last and has not ended."""
-
-    kinds = {DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE}
-    open_steps: list[str] = []
-    for record in instance.all_logs(run_id, of_type=kinds):
-        if record.dagster_event.event_type == DagsterEventType.STEP_START:
-            open_steps.append(record.step_key)
-        elif record.step_key in open_steps:
-            open_steps.remove(record.step_key)
-    return open_steps[-1] if open_steps else None
-
-
-def _watch(settings: Settings, instance: Any, run_id: str, progress: Progress, stop: threading.Event) -> None:
-    """Show the running stage and the training loop's step/ETA until ``stop`` is set."""
-
-    began = time.time()
-    while not stop.wait(1.0):
-        try:
-            step = _running_step(instance, run_id)
-        except Exception:  # the display must never break the run it watches
-            continue
-        if step is None:
-            continue
+    def show(step: str) -> None:
         fraction, detail = None, ""
         p = read_progress(settings)
         fresh = p.get("total_steps") and _iso_after(p.get("at"), began)
@@ -145,49 +104,14 @@ def _watch(settings: Settings, instance: Any, run_id: str, progress: Progress, s
         # Check steps (gates, integrity) are named after their asset: show them as "gates".
         progress.show(STAGE_LABELS.get(step, "gates"), fraction, detail)
 
+    return show
+
 
 def _iso_after(at: Any, ts: float) -> bool:
-
     try:
         return datetime.fromisoformat(str(at)).timestamp() >= ts - 1.0
     except ValueError:
         return False
-
-
-def _check_results(instance: Any, run_id: str) -> list[dict[str, Any]]:
-    """Every asset check evaluated in the run: asset, check, passed, severity, metadata."""
-
-    out = []
-    for record in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
-        ev = record.dagster_event.event_specific_data
-        out.append({
-            "asset": ev.asset_key.to_user_string(), "check": ev.check_name, "passed": bool(ev.passed),
-            "severity": ev.severity.value,
-            "metadata": {k: getattr(v, "value", v) for k, v in (ev.metadata or {}).items()},
-        })
-    return out
-
-
-def run_full_training(settings: Settings, instance: Any, progress: Progress) -> tuple[str, bool]:
-    """Execute the ``full_training`` job in this process on ``instance``; (run id, success)."""
-
-    job = defs.resolve_job_def(JOB_NAME)
-    run_id = str(uuid.uuid4())
-    stop = threading.Event()
-    watcher = threading.Thread(target=_watch, args=(settings, instance, run_id, progress, stop), daemon=True)
-    watcher.start()
-    try:
-        result = job.execute_in_process(
-            instance=instance, run_id=run_id, raise_on_error=False,
-            tags={tags.LAUNCHED_BY: "aivj demo"},
-            # The tour prints its own progress; Dagster's per-event lines stay in the UI.
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-        )
-    finally:
-        stop.set()
-        watcher.join(timeout=5)
-        progress.done()
-    return run_id, result.success
 
 
 def _fmt(value: Any) -> str:
@@ -284,7 +208,7 @@ def tour(settings: Settings, *, pairs: int, elite: int, seed: int,
     rebuild_stale(settings, log=say)
     started = time.monotonic()
     seconds: dict[str, float] = {}
-    with dg.DagsterInstance.get() as instance:
+    with open_instance() as instance:
         say(f"aivj demo: instance {settings.dagster_home}, data {settings.data_dir}")
         t0 = time.monotonic()
         settings = _ensure_demo_data(settings, pairs=pairs, elite=elite, seed=seed, say=say)
@@ -301,10 +225,15 @@ def tour(settings: Settings, *, pairs: int, elite: int, seed: int,
 
         say("aivj demo: training (elite warm-up, full training, promotion) through Dagster")
         t0 = time.monotonic()
-        run_id, success = run_full_training(settings, instance, Progress(out))
+        progress = Progress(out)
+        try:
+            run_id, success = run_job_watched(instance, JOB_NAME, _watch(settings, progress, time.time()),
+                                              launched_by="aivj demo")
+        finally:
+            progress.done()
         seconds["job"] = time.monotonic() - t0
-        seconds.update({k: v for k, v in _step_times(instance, run_id).items() if k in STAGES})
-        checks = _check_results(instance, run_id)
+        seconds.update({k: v for k, v in step_times(instance, run_id).items() if k in STAGES})
+        checks = check_results(instance, run_id)
     champion = registry.champion()
     # This run's candidates: trained in it, or reused from an earlier run and judged in it.
     candidates = [e for e in registry.entries() if run_id in (e.get("run_id"), e.get("judged_in_run"))]

@@ -19,10 +19,8 @@ import urllib.request
 from pathlib import Path
 from types import FrameType
 
-import dagster as dg
-
 from aivj_assets.data.ingest import rebuild_stale
-from aivj_assets.orchestration.instance import ensure_instance
+from aivj_assets.orchestration.instance import ensure_instance, init_storage
 from aivj_assets.settings import PROJECT_ROOT, Settings
 
 WORKSPACE = PROJECT_ROOT / "workspace.yaml"
@@ -124,19 +122,6 @@ def _ready(url: str) -> bool:
             return resp.status == 200
     except OSError:
         return False
-
-
-def init_storage(home: Path) -> None:
-    """Create the instance's SQLite storages now, in this process.
-
-    Started on a fresh DAGSTER_HOME, the webserver and the daemon would both create and stamp
-    the same databases at once, and one of them can fail on the race ("table alembic_version
-    already exists").
-    """
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        instance.get_runs(limit=1)
-        instance.all_instigator_state()
-        instance.get_latest_materialization_event(dg.AssetKey("raw_pairs"))
 
 
 def _supervise(procs: dict[str, subprocess.Popen], url: str) -> int:

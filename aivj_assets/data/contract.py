@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
-from aivj_assets.data.json_rows import typed_columns
+from aivj_assets.data.json_rows import WEIGHT_REASON, label_reason, nonfinite_reason, typed_columns
 from aivj_assets.data.split import row_hash_array
 from aivj_assets.settings import Settings
 
@@ -210,7 +210,7 @@ def _vector_column(t: pa.Table, name: str, n: int, mark: _Marks, strict: bool) -
     if not np.isfinite(values[offsets[0] : offsets[-1]]).all():
         bad_cum = np.concatenate([[0], np.cumsum(~np.isfinite(values))])
         nonfinite = (bad_cum[offsets[1:]] - bad_cum[offsets[:-1]]) > 0
-        mark(nonfinite & ~missing, f"{name} has NaN, Inf or null values")
+        mark(nonfinite & ~missing, nonfinite_reason(name))
     return _Vectors(lengths, offsets, values)
 
 
@@ -225,7 +225,7 @@ def _weights(t: pa.Table, name: str, n: int, mark: _Marks, strict: bool) -> np.n
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         raise _NeedLinePath(f"field {name!r} is not numeric") from None
     w = np.where(_is_null(t[name]), 1.0, w)
-    mark(~np.isfinite(w) | (w < 0), "weight must be a finite number >= 0")
+    mark(~np.isfinite(w) | (w < 0), WEIGHT_REASON)
     return w.astype(np.float32)
 
 
@@ -279,7 +279,7 @@ def _labels(t: pa.Table, name: str, n: int, mark) -> np.ndarray:
     values = pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
     missing = _is_null(col) if col.null_count else np.zeros(n, bool)
     mark(missing, f"missing field {name!r}")
-    mark(~missing & (values != 0) & (values != 1), lambda i: f"label must be 0/1 or a boolean, got {values[i]:g}")
+    mark(~missing & (values != 0) & (values != 1), lambda i: label_reason(f"{values[i]:g}"))
     return (values == 1).astype(np.int8)
 
 

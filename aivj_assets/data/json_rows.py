@@ -34,27 +34,40 @@ def typed_columns(objects: list[dict], settings: Settings) -> tuple[pa.Table, di
     return pa.table({name: pa.array(values, types[name]) for name, values in columns.items()}), wrong
 
 
+def nonfinite_reason(name: str) -> str:
+    """Why a row whose vector ``name`` holds NaN, Inf, null or a number beyond float32 is bad."""
+    return f"{name} has NaN, Inf or null values"
+
+
+WEIGHT_REASON = "weight must be a finite number >= 0"
+
+
+def label_reason(shown: str) -> str:
+    """Why a row whose label is ``shown`` (not 0, 1 or a boolean) is bad."""
+    return f"label must be 0/1 or a boolean, got {shown}"
+
+
 def _typed(name: str, value: Any, f: Settings) -> tuple[Any, str | None]:
-    """``value`` as its column's type, or (None, why not); a missing value is None, no reason."""
+    """``value`` as its column's type, or (None, why not); a missing value is None, no reason.
+    Only the type is judged here: the values are judged on the columns, by the contract's rules."""
     if value is None:
         return None, None
     try:
         if name in (f.audio_field, f.preset_field):
-            if not isinstance(value, list) or not all(_is_number(x) for x in value):
+            if not isinstance(value, list) or not all(x is None or _is_number(x) for x in value):
                 return None, f"{name} must be a list of numbers"
-            return [float(x) for x in value], None
+            return [None if x is None else float(x) for x in value], None
         if name == f.label_field:
             if isinstance(value, bool) or _is_number(value):
                 return float(value), None
-            return None, f"label must be 0/1 or a boolean, got {repr(value)[:40]}"
+            return None, label_reason(repr(value)[:40])
         if name == f.weight_field:
-            return (float(value), None) if _is_number(value) else (None, "weight must be a finite number >= 0")
+            return (float(value), None) if _is_number(value) else (None, WEIGHT_REASON)
         return (str(value), None) if isinstance(value, str | int) and not isinstance(value, bool) else (
             None, "pair_id must be a string")
-    except OverflowError:  # an integer beyond even float64
-        return None, (f"{name} has NaN, Inf or null values" if name in (f.audio_field, f.preset_field)
-                      else "weight must be a finite number >= 0" if name == f.weight_field
-                      else f"label must be 0/1 or a boolean, got {repr(value)[:40]}")
+    except OverflowError:  # an integer beyond even float64: beyond float32 too, as the rules say
+        return None, (nonfinite_reason(name) if name in (f.audio_field, f.preset_field)
+                      else WEIGHT_REASON if name == f.weight_field else label_reason(repr(value)[:40]))
 
 
 def _is_number(x: Any) -> bool:

@@ -57,13 +57,16 @@ def training_row_count(settings: Settings, keys: list[str]) -> int:
     return int(masks(settings, hashes)[0].sum()) if len(hashes) else 0
 
 
-def gate_table(settings: Settings, keys: list[str]) -> tuple[pa.Table, np.ndarray]:
+def read_gate_part(settings: Settings, keys: list[str]) -> tuple[pa.Table, np.ndarray]:
     """The gate rows of the stored partitions ``keys``, and each row's index into ``keys`` (its source file)."""
     store = Store(settings)
+    warm, judge = elite_hashes(store)
     tables, groups = [], []
     for i, key in enumerate(keys):
-        gate = split_table(settings, store.read_partitions([key]))[2]
-        tables.append(gate)
-        groups.append(np.full(gate.num_rows, i, dtype=np.int64))
+        table = store.read_partitions([key])
+        gate = corpus_masks(table.column("row_hash"), settings.selection_fraction, settings.gate_fraction,
+                            warm, judge)[2] if table.num_rows else np.zeros(0, bool)
+        tables.append(table.filter(pa.array(gate)))
+        groups.append(np.full(int(gate.sum()), i, dtype=np.int64))
     table = pa.concat_tables(tables) if tables else store.read_partitions([])
     return table, (np.concatenate(groups) if groups else np.zeros(0, np.int64))

@@ -11,7 +11,7 @@ from typing import Any
 from aivj_assets.settings import Settings
 
 TIMEOUT = 15.0
-LOG_EXCERPT_LINES = 40
+LOG_EXCERPT_LINES = 40  # the tail of the run's log a report quotes
 
 
 class EmailError(RuntimeError):
@@ -39,7 +39,7 @@ def _interval(value: Any) -> str:
     return f"[{value[0]:.4f}, {value[1]:.4f}]" if isinstance(value, list | tuple) and len(value) == 2 else ""
 
 
-def gate_rows(details: dict[str, Any]) -> list[tuple[str, ...]]:
+def table_rows(details: dict[str, Any]) -> list[tuple[str, ...]]:
     """The table's rows from ``details["gates"]``: each gate's candidate and champion figures, the
     interval of its estimate, what it compared (``value``) with its bound, and the verdict."""
     return [(str(g.get("gate", "")), cell(g.get("candidate")), cell(g.get("champion")),
@@ -54,7 +54,7 @@ def build_report(settings: Settings, event: str, text: str, details: dict[str, A
     msg["Subject"] = f"[AIVJ] {event}: {first_line}"[:200]
     msg["From"] = settings.smtp_from or settings.smtp_user
     msg["To"] = settings.smtp_to
-    rows = gate_rows(details)
+    rows = table_rows(details)
     reasons = [str(r) for r in details.get("reasons") or []]
     facts = {k: v for k, v in details.items() if k not in ("gates", "reasons", "log")}
     log_lines = str(details.get("log") or "").splitlines()[-LOG_EXCERPT_LINES:]

@@ -67,7 +67,7 @@ def candidate_gates(asset: str) -> dg.AssetChecksDefinition:
         verdict = judge_candidate(settings, registry, version, log=context.log.info)
         context.log.info(f"{version}: {verdict.judgement.summary}")
         record_verdict(settings, registry, verdict, run_id=context.run.run_id, notify=notifier.notify,
-                       log_excerpt=run_log_excerpt(context.instance, context.run.run_id))
+                       log_excerpt=lambda: run_log_excerpt(context.instance, context.run.run_id))
         if not verdict.judgement.passed:
             _mark_rejected(context)  # before the failing results: the run's failure is a normal outcome
         for gate in verdict.judgement.gates:
@@ -92,7 +92,7 @@ def integrity_gates(asset: str) -> dg.AssetChecksDefinition:
         registry = Registry(settings.models_dir)
         gates = weight_integrity(registry, version)
         if not record_integrity(settings, registry, version, gates, run_id=context.run.run_id, notify=notifier.notify,
-                                log_excerpt=run_log_excerpt(context.instance, context.run.run_id)):
+                                log_excerpt=lambda: run_log_excerpt(context.instance, context.run.run_id)):
             _mark_rejected(context)
         for gate in gates:
             yield gate_result(gate, asset=asset, version=version)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import dagster as dg
 
 from aivj_assets.settings import PROJECT_ROOT, Settings
 
@@ -27,3 +31,23 @@ def ensure_instance(settings: Settings) -> Path:
         os.replace(tmp, target)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
+
+
+def init_storage(home: Path) -> None:
+    """Create the instance's storages now, in this process.
+
+    Started on a fresh DAGSTER_HOME, the webserver and the daemon would both create and stamp
+    the same databases at once, and one of them can fail on the race ("table alembic_version
+    already exists").
+    """
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.get_runs(limit=1)
+        instance.all_instigator_state()
+        instance.get_latest_materialization_event(dg.AssetKey("raw_pairs"))
+
+
+@contextmanager
+def open_instance() -> Iterator[dg.DagsterInstance]:
+    """The instance at DAGSTER_HOME (:func:`ensure_instance` set it), closed afterwards."""
+    with dg.DagsterInstance.get() as instance:
+        yield instance

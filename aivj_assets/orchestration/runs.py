@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 import dagster as dg
 import psutil
 
+from aivj_assets.ops.email import LOG_EXCERPT_LINES
 from aivj_assets.orchestration import tags
 
 STARTING_GRACE_SECONDS = 30.0  # a healthy launch records its worker pid within seconds
@@ -92,7 +93,6 @@ def logs_location(instance: dg.DagsterInstance, run_id: str) -> str:
     return f"{manager.__class__.__name__} (run {run_id})"
 
 
-LOG_EXCERPT_LINES = 40
 
 
 def run_log_excerpt(instance: dg.DagsterInstance, run_id: str, lines: int = LOG_EXCERPT_LINES) -> str:

@@ -102,8 +102,9 @@ def _nothing_new(facts: TrainingFacts, min_improvement: float) -> Plan:
 
 
 def _score(entry: dict) -> float | None:
-    metrics = entry.get("measured") or entry.get("metrics") or {}
-    value = metrics.get("elite_accuracy", metrics.get("val_accuracy"))
+    """A version's accuracy as judged (elite, else gate rows); None when it was never judged."""
+    measured = entry.get("measured") or {}
+    value = measured.get("elite_accuracy", measured.get("val_accuracy"))
     return float(value) if isinstance(value, (int, float)) else None
 
 

@@ -36,8 +36,9 @@ def in_use(alive: list[dict[str, Any]]) -> set[str]:
 
 
 def _elite(entry: Mapping[str, Any]) -> float:
-    """Elite accuracy as judged (on the held-out part) when judged, else as trained."""
-    value = (entry.get("measured") or {}).get("elite_accuracy", (entry.get("metrics") or {}).get("elite_accuracy"))
+    """Elite accuracy as judged on the held-out part; -1 for a version never judged (an undecided
+    candidate is kept anyway, :func:`in_use`)."""
+    value = (entry.get("measured") or {}).get("elite_accuracy")
     return float(value) if value is not None else -1.0
 
 

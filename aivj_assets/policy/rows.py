@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from aivj_assets.data.parts import gate_table, split_table
+from aivj_assets.data.parts import read_gate_part, split_table
 from aivj_assets.data.store import Store
 from aivj_assets.settings import Settings
 from aivj_assets.training.dataset import PairTensors, elite_parts, tensors_from_table
@@ -44,7 +44,7 @@ def gate_rows(settings: Settings, keys: list[str] | None = None) -> GateRows:
     """The gate rows of the stored partitions ``keys`` (all when None): read only to judge models."""
     store = Store(settings)
     keys = store.partitions() if keys is None else keys
-    table, group = gate_table(settings, keys)
+    table, group = read_gate_part(settings, keys)
     return GateRows(tensors_from_table(table, "store (gate rows)"), keys, group, store.manifest_hash(keys))
 
 

@@ -39,6 +39,13 @@ class Secret(str):
         return format(str(self), spec)
 
 
+# Variables that no setting reads, and what says it instead: an owner's .env that still sets one
+# is refused, so the value is not silently ignored.
+REPLACED = {
+    "AIVJ_VAL_FRACTION": "rows are split three ways; set AIVJ_SELECTION_FRACTION (picks the best epoch) and "
+                         "AIVJ_GATE_FRACTION (judges candidates) instead",
+}
+
 # Fields whose variable is not AIVJ_<NAME>: the owner's existing names.
 _ENV_NAMES = {
     "telegram_token": "TELEGRAM_TOKEN",
@@ -104,7 +111,7 @@ class Settings:
     beat_rule: str = "paired"
     promote_alpha: float = 0.05
     # Points of accuracy a candidate must beat the champion by (significantly): a smaller true
-    # gain is not worth a model change, and models trained alike differ by about this much.
+    # gain is not worth changing the app's model (benchmarks/gates.py measures why).
     promote_min_gain: float = 0.1
     beat_elite_factor: float = 1.01
     max_ece: float = 0.05  # expected calibration error (15 bins) over this warns
@@ -282,6 +289,9 @@ def load_settings(env: dict[str, str] | None = None, env_file: Path | None = Non
     if env_file is None:
         env_file = Path(environ.get("AIVJ_ENV_FILE", PROJECT_ROOT / ".env"))
     merged = {**read_env_file(env_file), **environ}
+    for name, instead in REPLACED.items():
+        if name in merged:
+            raise ValueError(f"setting {name} is not read any more: {instead}")
     hints = typing.get_type_hints(Settings)
     values: dict[str, Any] = {}
     for f in fields(Settings):

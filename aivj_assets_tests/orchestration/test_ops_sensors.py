@@ -56,8 +56,9 @@ def test_resource_watch_alerts_once_per_episode(tg_settings, bot_api: BotApi, da
 def _register(registry: Registry, n: int, stage: str = "full") -> list[str]:
     versions = []
     for i in range(n):
-        weights = {"w": torch.full((2,), float(i))}
-        versions.append(register_state(registry, weights, {"stage": stage, "metrics": {"elite_accuracy": 0.9 + i / 100}}))
+        version = register_state(registry, {"w": torch.full((2,), float(i))}, {"stage": stage})
+        registry.update(version, measured={"elite_accuracy": 0.9 + i / 100})  # as judged
+        versions.append(version)
     return versions
 
 

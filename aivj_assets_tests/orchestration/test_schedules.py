@@ -87,9 +87,9 @@ def _store_partition(settings, key: str, n: int = 0) -> None:
 
 
 def _version(registry: Registry, stage: str, partitions: list[str], elite: float) -> str:
-    weights = {"w": torch.tensor([elite])}
-    return register_state(registry, weights, {"stage": stage, "data_partitions": partitions,
-                                       "metrics": {"elite_accuracy": elite, "val_accuracy": elite}})
+    version = register_state(registry, {"w": torch.tensor([elite])}, {"stage": stage, "data_partitions": partitions})
+    registry.update(version, measured={"elite_accuracy": elite, "val_accuracy": elite})  # as judged
+    return version
 
 
 def test_facts_from_the_registry_and_store(aivj_env) -> None:

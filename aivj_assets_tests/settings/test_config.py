@@ -102,3 +102,10 @@ def test_a_versions_architecture_is_read_from_its_recorded_settings(tmp_path: Pa
     assert describe_change(architecture_change(s, meta)) == "hidden_dim 512 -> 64"
     assert version_settings(s, meta).hidden_dim == 512 and version_settings(s, meta).seed == s.seed
     assert architecture_change(s, {}) == {} and version_settings(s, {"metrics": {}}) is s  # not recorded: as now
+
+
+def test_a_replaced_variable_is_refused_with_what_replaces_it(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("AIVJ_VAL_FRACTION=0.1\n")
+    with pytest.raises(ValueError, match="AIVJ_VAL_FRACTION is not read any more: .*AIVJ_GATE_FRACTION"):
+        load_settings(env={}, env_file=env_file)

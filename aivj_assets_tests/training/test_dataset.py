@@ -62,20 +62,6 @@ def test_ragged_vector_names_the_row():
         tensors_from_table(bad, source="part-7")
 
 
-def test_nan_feature_and_bad_label_name_the_row():
-    table = pair_table(n=5)
-    preset = table.column("preset").to_pylist()
-    preset[2][0] = float("nan")
-    bad = table.set_column(1, "preset", pa.array(preset, type=pa.list_(pa.float32())))
-    with pytest.raises(ValueError, match=r"row 2: preset holds NaN"):
-        tensors_from_table(bad)
-    labels = table.column("label").to_pylist()
-    labels[4] = 3
-    bad = table.set_column(2, "label", pa.array(labels, type=pa.int8()))
-    with pytest.raises(ValueError, match=r"row 4: label is 3"):
-        tensors_from_table(bad)
-
-
 def test_elite_parts_follow_the_part_column():
     table = pair_table(n=10)
     parts = ["judge" if i % 3 == 0 else "warmup" for i in range(10)]

@@ -209,9 +209,9 @@ def promoted_model(context: AssetExecutionContext, notifier: NotifierResource) -
         raise dg.Failure(f"candidates {unjudged} have no verdict: their gate checks did not run in this run",
                          allow_retries=False)
     outcome = promote_best(settings, registry, versions, run_id=context.run.run_id, notify=notifier.notify,
-                           log_excerpt=run_log_excerpt(context.instance, context.run.run_id))
+                           log_excerpt=lambda: run_log_excerpt(context.instance, context.run.run_id))
     champion = registry.champion()
-    measured = (champion or {}).get("measured") or (champion or {}).get("metrics") or {}
+    measured = (champion or {}).get("measured") or {}
     paired = (champion or {}).get("paired") or {}
     metadata = {
         "champion": dg.MetadataValue.text(outcome["champion"] or "none"),
