@@ -12,6 +12,7 @@ decide (``policy/retention.py``); this module only records and removes.
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
@@ -263,14 +264,40 @@ class Registry:
         """Hold the registry lock; yield the (repaired) document, save it, then sync the pointers.
 
         The registry file is written before ``coupling_net_best.pth`` and ``latest``: a process
-        killed in between leaves the old champion's pointers, which the next call repairs.
+        killed in between leaves the old champion's pointers, which the next call repairs. A
+        change of champion whose pointers cannot be written (a file held open on Windows, a link
+        the OS will not replace) is undone, so the registry names the champion the pointers show.
         """
         self.root.mkdir(parents=True, exist_ok=True)
         with file_lock(self.root / ".registry.lock"):
-            doc = self._repaired()
+            before = self._repaired()
+            doc = copy.deepcopy(before)
             yield doc
             self._save(doc)
-            sync_pointers(self.root, doc, self.weights_path, use_symlinks=self.use_symlinks)
+            try:
+                sync_pointers(self.root, doc, self.weights_path, use_symlinks=self.use_symlinks)
+            except OSError as exc:
+                if doc.get("champion") == before.get("champion"):
+                    raise
+                self._undo_champion_change(before, doc["champion"], exc)
+
+    def _undo_champion_change(self, before: dict[str, Any], wanted: str, exc: OSError) -> None:
+        """Save the document as it was before ``wanted`` was made champion, put the previous
+        champion's pointers back, and raise a clear error saying both."""
+        previous = before.get("champion")
+        reason = f"{exc.__class__.__name__}: {exc}"
+        before["events"].append({"time": _now_iso(), "action": "pointer_failure", "version": wanted,
+                                 "previous": previous, "reason": reason})
+        self._save(before)
+        repaired = "complete"
+        try:
+            sync_pointers(self.root, before, self.weights_path, use_symlinks=self.use_symlinks)
+        except OSError as again:  # the registry is right; the next registry call repairs the pointers
+            repaired = f"its pointers are repaired at the next change ({again.__class__.__name__}: {again})"
+        raise RuntimeError(
+            f"{wanted} was not made champion: its pointers in {self.root} could not be written ({reason}); "
+            f"{previous or 'no version'} stays the champion, {repaired}"
+        ) from None
 
     def _repaired(self) -> dict[str, Any]:
         """Load the registry; adopt complete version dirs a killed ``register`` left unlisted."""
