@@ -85,15 +85,19 @@ def _versions(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _rollback(settings: Settings, args: argparse.Namespace) -> int:
-    version = Registry(settings.models_dir).rollback(args.version, by="cli")
+    from aivj_assets.ops.notifier import Notifier
+    from aivj_assets.policy.export import roll_back
+
+    version = roll_back(settings, Registry(settings.models_dir), args.version, by="cli", notify=Notifier(settings))
     print(f"champion is now {version}")
     return 0
 
 
 def _import_model(settings: Settings, args: argparse.Namespace) -> int:
+    from aivj_assets.ops.notifier import Notifier
     from aivj_assets.policy.importing import import_champion  # torch: only for this command
 
-    version = import_champion(settings, Registry(settings.models_dir), args.path)
+    version = import_champion(settings, Registry(settings.models_dir), args.path, notify=Notifier(settings))
     print(f"imported {args.path} as champion {version}")
     return 0
 

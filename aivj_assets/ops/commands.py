@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from aivj_assets.ops.control import PauseFlag
+from aivj_assets.ops.notifier import Notifier
+from aivj_assets.policy.export import roll_back
 from aivj_assets.registry import Registry
 from aivj_assets.settings import Settings
 
@@ -90,7 +92,8 @@ def execute(settings: Settings, cmd: Command, *, status: Callable[[Settings], st
             state = flag.resume(by=by)
             return f"Training resumed by {state.by} at {state.at}."
         if cmd.name == "rollback":
-            version = Registry(settings.models_dir).rollback(cmd.args[0] if cmd.args else None, by=by)
+            version = roll_back(settings, Registry(settings.models_dir), cmd.args[0] if cmd.args else None, by=by,
+                                notify=Notifier(settings))
             return f"Champion is now {version} (rolled back by {by})."
         if cmd.name in ("help", "start"):
             return HELP

@@ -4,6 +4,7 @@
 import dagster as dg
 from dagster import OpExecutionContext
 
+from aivj_assets.ops.notifier import Notifier
 from aivj_assets.orchestration import tags
 from aivj_assets.orchestration.assets.elite_set import elite_set
 from aivj_assets.orchestration.assets.models import (
@@ -12,6 +13,7 @@ from aivj_assets.orchestration.assets.models import (
     promoted_model,
     warmed_model,
 )
+from aivj_assets.policy.export import roll_back
 from aivj_assets.registry import Registry
 from aivj_assets.settings import load_settings
 
@@ -39,9 +41,11 @@ class RollbackConfig(dg.Config):
 @dg.op(description="Make an earlier version the champion again (atomic, recorded in the registry).")
 def rollback_champion(context: OpExecutionContext, config: RollbackConfig) -> str:
     """Roll back and record the new champion as a promoted_model materialisation."""
-    registry = Registry(load_settings().models_dir)
+    settings = load_settings()
+    registry = Registry(settings.models_dir)
     previous = (registry.champion() or {}).get("version")
-    version = registry.rollback(config.version or None, by=f"dagster run {context.run.run_id}")
+    version = roll_back(settings, registry, config.version or None, by=f"dagster run {context.run.run_id}",
+                        notify=Notifier(settings))
     context.log.info(f"champion rolled back from {previous} to {version}")
     context.log_event(dg.AssetMaterialization(
         asset_key="promoted_model",

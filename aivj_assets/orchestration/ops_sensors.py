@@ -17,7 +17,7 @@ from aivj_assets.data.atomic import write_json_atomic
 from aivj_assets.ops import telegram
 from aivj_assets.ops.commands import execute, parse_update
 from aivj_assets.ops.monitor import watch_resources
-from aivj_assets.ops.notifier import notify
+from aivj_assets.ops.notifier import Notifier, notify
 from aivj_assets.orchestration import tags
 from aivj_assets.orchestration.resources import SystemMonitorResource
 from aivj_assets.orchestration.runs import (
@@ -27,6 +27,7 @@ from aivj_assets.orchestration.runs import (
     with_retry_decision,
 )
 from aivj_assets.orchestration.status import format_status
+from aivj_assets.policy.export import export_champion
 from aivj_assets.policy.report import gate_table
 from aivj_assets.policy.retention import apply_retention
 from aivj_assets.registry import Registry
@@ -38,7 +39,8 @@ COMMANDS_SECONDS_PER_TICK = 30.0
 
 @dg.sensor(name="resource_watch", minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
            description="RAM > 85%, CPU > 90% for 5 min, disk < 5 GB free: one alert per episode and one when it "
-                       "clears; low disk also prunes old model versions.")
+                       "clears; low disk also prunes old model versions. Writes the champion to AIVJ_EXPORT_PATH "
+                       "when an export is pending (the app held the file).")
 def resource_watch(context: dg.SensorEvaluationContext, system_monitor: SystemMonitorResource) -> dg.SkipReason:
     """Read the machine, advance the alert episodes kept in the cursor, alert on changes."""
     settings = load_settings()
@@ -54,6 +56,9 @@ def resource_watch(context: dg.SensorEvaluationContext, system_monitor: SystemMo
     if outcome.low_disk_started:
         removed = apply_retention(settings, Registry(settings.models_dir), low_disk=True)
         context.log.info(f"low disk: pruned model versions {removed or 'none'}")
+    exported = export_champion(settings, Registry(settings.models_dir), Notifier(settings))
+    if exported.status in ("exported", "pending"):
+        context.log.info(f"export of champion {exported.version}: {exported.status} {exported.detail}".rstrip())
     context.update_cursor(json.dumps(outcome.state, sort_keys=True))
     return dg.SkipReason(readings.summary().replace("\n", "; "))
 

@@ -18,6 +18,7 @@ from aivj_assets.data.store import Store
 from aivj_assets.ops.control import PauseFlag, describe_progress, read_progress
 from aivj_assets.ops.monitor import read_system
 from aivj_assets.orchestration import tags
+from aivj_assets.policy.export import pending_export
 from aivj_assets.registry import Registry
 from aivj_assets.settings import Settings
 
@@ -56,6 +57,16 @@ def _champion(settings: Settings) -> str:
         f"validation accuracy {_metric(m, 'val_accuracy')} (gate {settings.val_min_accuracy:.2f}), "
         f"F1 {_metric(m, 'f1')}"
     )
+
+
+def _export(settings: Settings) -> str:
+    if settings.export_path is None:
+        return "off (set AIVJ_EXPORT_PATH to the file the app loads)"
+    pending = pending_export(settings)
+    if pending:
+        return (f"PENDING: champion {pending['version']} not yet written to {settings.export_path} since "
+                f"{pending['since']} ({pending['error']}); retried every minute")
+    return f"{settings.export_path}"
 
 
 def _partitions(settings: Settings) -> str:
@@ -128,6 +139,7 @@ def format_status(settings: Settings) -> str:
     return "\n".join([
         _part("paused", lambda: _paused(settings)),
         _part("champion", lambda: _champion(settings)),
+        _part("export", lambda: _export(settings)),
         _part("partitions", lambda: _partitions(settings)),
         _part("runs", lambda: _runs(settings)),
         _part("training", lambda: _progress(settings)),

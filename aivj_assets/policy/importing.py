@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from aivj_assets.data.atomic import file_sha256
 from aivj_assets.data.store import Store
+from aivj_assets.policy.export import export_champion
 from aivj_assets.registry import Registry
 from aivj_assets.settings import Settings
-from aivj_assets.training.model import build_model, load_state_dict
+from aivj_assets.training.model import build_model, read_weights, save_state_dict
 
 
 def architecture_mismatch(expected: Mapping[str, Any], given: Mapping[str, Any]) -> list[str]:
@@ -46,10 +47,17 @@ def _input_dims(settings: Settings, state_dict: Mapping[str, Any]) -> tuple[int,
     return dims["audio"], dims["preset"]
 
 
-def import_champion(settings: Settings, registry: Registry, path: Path) -> str:
+def _no_notify(event: str, text: str, details: dict[str, Any] | None) -> None:
+    return None
+
+
+def import_champion(settings: Settings, registry: Registry, path: Path,
+                    notify: Callable[[str, str, dict[str, Any] | None], None] = _no_notify) -> str:
     """Register the state dict at ``path`` as the first champion (``aivj import-model``); its version.
 
-    Refuses (``ValueError``) a file whose keys or shapes differ from the configured model.
+    Refuses (``ValueError``) a file whose keys or shapes differ from the configured model. The
+    version holds the bare state dict, as every trained version does; the key the file wrapped it
+    under (``{"state_dict": ...}``) is recorded, and the export to the app's path keeps that form.
     """
     if path.is_dir():
         raise ValueError(f"{path}: is a folder, not a weights file")
@@ -62,7 +70,7 @@ def import_champion(settings: Settings, registry: Registry, path: Path) -> str:
             f"sets the first champion (use `aivj rollback` to change champions, or `aivj reset --yes` "
             f"to forget the demo's models, store and instance first)"
         )
-    given = load_state_dict(path)
+    given, wrapper = read_weights(path)
     audio_dim, preset_dim = _input_dims(settings, given)
     expected = build_model(settings, audio_dim, preset_dim).state_dict()
     problems = architecture_mismatch(expected, given)
@@ -72,12 +80,14 @@ def import_champion(settings: Settings, registry: Registry, path: Path) -> str:
             f"preset_dim={preset_dim}, hidden_dim={settings.hidden_dim}, embed_dim={settings.embed_dim}): "
             + "; ".join(problems)
         )
-    version = registry.register(path, {
+    version = registry.register(lambda target: save_state_dict(target, given), {
         "stage": "import", "parent": None, "identity": f"import|{file_sha256(path)}",
         "source": str(path.resolve()), "metrics": {}, "history": [],
         "dims": {"audio_dim": audio_dim, "preset_dim": preset_dim},
         "cmd_line": f"aivj import-model {path}", "run_id": "", "data_hash": "", "data_partitions": [],
-        "settings": settings.public_dict(),
+        "settings": settings.public_dict(), "app_wrapper": wrapper,
     })
+    registry.update(version, app_wrapper=wrapper)
     registry.promote(version, by="import-model", reason=f"imported from {path}")
+    export_champion(settings, registry, notify)
     return version

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from aivj_assets.data.atomic import file_sha256
+from aivj_assets.policy.export import export_champion
 from aivj_assets.policy.gates import (
     Evidence,
     Gate,
@@ -229,6 +230,7 @@ def promote_best(settings: Settings, registry: Registry, versions: list[str], *,
                 registry.reject(other["version"], [f"{promoted} from the same run was promoted instead"],
                                 by=f"run {run_id}")
         write_report(settings, registry, promoted, "promoted")
+        export_champion(settings, registry, notify)
         m, pair = best["measured"], best.get("paired") or {}
         gain = (f", {100 * pair['gain']:+.2f} points over {best.get('judged_against')} on {pair['rows']:,} gate rows, "
                 f"p = {pair['p_value']:.2g}") if "p_value" in pair else ""

@@ -63,6 +63,9 @@ class Settings:
     elite_dir: Path | None = None  # default: <data_dir>/AIVJ_FINAL_ELITE
     home: Path = PROJECT_ROOT  # holds models/, checkpoints/, store/, training_report.json
     dagster_home: Path = PROJECT_ROOT / ".dagster_home"
+    # Where the app loads the champion (e.g. D:\aidata\coupling_net_best.pth): every promotion and
+    # rollback writes it there, atomically, in the imported model's format. Empty: no export.
+    export_path: Path | None = None
 
     # --- data contract --------------------------------------------------------------
     audio_field: str = "audio"
@@ -303,7 +306,7 @@ def load_settings(env: dict[str, str] | None = None, env_file: Path | None = Non
     values.update(overrides)
     settings = Settings(**values)
     # Relative paths are taken from the project root, so the CLI and the daemon agree.
-    for key in ("data_dir", "home", "dagster_home", "elite_dir"):
+    for key in ("data_dir", "home", "dagster_home", "elite_dir", "export_path"):
         value = getattr(settings, key)
         if isinstance(value, Path) and not value.is_absolute():
             settings = settings.replace(**{key: (PROJECT_ROOT / value).resolve()})

@@ -62,6 +62,16 @@ class CouplingNet(nn.Module):
             nn.Linear(hidden_dim, 1),
         )
 
+    @classmethod
+    def from_state_dict(cls, state_dict: dict[str, Tensor]) -> CouplingNet:
+        """The model a state dict describes, its sizes read off the weights, loaded and in eval
+        mode: what the app needs from an exported champion, with no setting to keep in step."""
+        first = state_dict["audio_tower.0.weight"]
+        model = cls(int(first.shape[1]), int(state_dict["preset_tower.0.weight"].shape[1]),
+                    hidden_dim=int(first.shape[0]), embed_dim=int(state_dict["audio_tower.2.weight"].shape[0]))
+        model.load_state_dict(state_dict)
+        return model.eval()
+
     def fit_input_scaling(self, audio: Tensor, preset: Tensor) -> bool:
         """Fit the input standardisation from training rows, once; False if already fitted."""
         if bool(self.audio_scale.fitted) and bool(self.preset_scale.fitted):
@@ -164,17 +174,31 @@ def safe_load(path: str | Path) -> Any:
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
 
 
-def load_state_dict(path: str | Path) -> dict[str, Tensor]:
-    """A state dict (name -> tensor) from ``path``, loaded safely; unwraps ``{"state_dict": ...}``."""
+def read_weights(path: str | Path) -> tuple[dict[str, Tensor], str]:
+    """A state dict (name -> tensor) from ``path``, loaded safely, and the key it was wrapped under
+    (``{"state_dict": ...}`` and the like; "" for a bare state dict)."""
     obj = safe_load(path)
+    wrapper = ""
     if isinstance(obj, dict) and not _is_state_dict(obj):
         for key in _WRAPPER_KEYS:
             if key in obj and _is_state_dict(obj[key]):
-                obj = obj[key]
+                obj, wrapper = obj[key], key
                 break
     if not _is_state_dict(obj):
         raise UnsafeWeightsError(f"{path}: refused: expected a dict of parameter name -> tensor, got {_describe(obj)}")
-    return dict(obj)
+    return dict(obj), wrapper
+
+
+def load_state_dict(path: str | Path) -> dict[str, Tensor]:
+    """A state dict (name -> tensor) from ``path``, loaded safely; unwraps ``{"state_dict": ...}``."""
+    return read_weights(path)[0]
+
+
+def save_app_weights(path: str | Path, state_dict: dict[str, Tensor], wrapper: str) -> str:
+    """Write a state dict atomically as the app loads it: bare, or under ``wrapper``; its sha256."""
+    plain = {str(k): v.detach().cpu() for k, v in state_dict.items()}
+    atomic_torch_save(path, {wrapper: plain} if wrapper else plain)
+    return file_sha256(path)
 
 
 def _is_state_dict(obj: Any) -> bool:

@@ -94,7 +94,9 @@ def test_reset_forgets_the_platforms_state_and_keeps_the_data(settings, tmp_path
     assert main(["reset"]) == 0 and "nothing to remove" in capsys.readouterr().out
 
 
-def test_versions_and_rollback_commands(settings, tmp_path, capsys) -> None:
+def test_versions_and_rollback_commands(settings, tmp_path, capsys, monkeypatch) -> None:
+    app_file = tmp_path / "app" / "coupling_net_best.pth"
+    monkeypatch.setenv("AIVJ_EXPORT_PATH", str(app_file))
     reg = Registry(settings.models_dir)
     first = reg.register(state_file(tmp_path / "a.pth", seed=1, audio_dim=AUDIO, preset_dim=PRESET), {"stage": "full", "metrics": {}})
     reg.update(first, measured={"elite_accuracy": 0.97, "val_accuracy": 0.93, "f1": 0.92})  # as judged
@@ -119,6 +121,7 @@ def test_versions_and_rollback_commands(settings, tmp_path, capsys) -> None:
     assert main(["rollback"]) == 0
     assert f"champion is now {first}" in capsys.readouterr().out
     assert (settings.models_dir / BEST_NAME).read_bytes() == (tmp_path / "a.pth").read_bytes()
+    assert app_file.read_bytes() == (tmp_path / "a.pth").read_bytes()  # the app loads the rolled-back one
     assert main(["rollback"]) == 1
     assert "no earlier champion" in capsys.readouterr().err
     assert main(["rollback", second]) == 0 and reg.champion()["version"] == second

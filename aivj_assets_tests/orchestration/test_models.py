@@ -168,6 +168,8 @@ def test_incremental_promotion_mcnemar_and_rollback_job(model_env, dagster_insta
     monkeypatch.setenv("AIVJ_ELITE_MIN_ACCURACY", "0.5")
     monkeypatch.setenv("AIVJ_VAL_MIN_ACCURACY", "0.5")
     settings = model_env
+    app_file = settings.home.parent / "app" / "coupling_net_best.pth"
+    monkeypatch.setenv("AIVJ_EXPORT_PATH", str(app_file))
     registry = Registry(settings.models_dir)
     write_base_corpus(settings)
     seq = ingest(settings, dagster_instance)
@@ -207,12 +209,13 @@ def test_incremental_promotion_mcnemar_and_rollback_job(model_env, dagster_insta
     assert promoted["gain_points"] > 0
     assert registry.get(inc)["paired"]["candidate_only"] > registry.get(inc)["paired"]["champion_only"]
     assert (settings.models_dir / BEST_NAME).read_bytes() == registry.weights_path(inc).read_bytes()
+    assert app_file.read_bytes() == registry.weights_path(inc).read_bytes()  # the app's copy follows
 
     # The rollback job (default config: the previous champion) restores the first champion's bytes.
     result = run_job(dagster_instance, "rollback")
     assert result.success
     assert registry.champion()["version"] == first and registry.latest_version() == first
-    assert (settings.models_dir / BEST_NAME).read_bytes() == first_bytes
+    assert (settings.models_dir / BEST_NAME).read_bytes() == first_bytes == app_file.read_bytes()
     assert registry.get(inc)["status"] == "rolled_back"
     assert registry.load()["events"][-1]["action"] == "rollback"
     assert materialisations(result)["promoted_model"]["champion"] == first

@@ -19,6 +19,7 @@ from aivj_assets.orchestration.ops_sensors import (
 from aivj_assets.orchestration.resources import SystemMonitorResource
 from aivj_assets.orchestration.runs import mark_final_outcome
 from aivj_assets.registry import Registry
+from aivj_assets.settings import load_settings
 from aivj_assets_tests.builders import register_state
 from aivj_assets_tests.loopback import OWNER, BotApi
 from aivj_assets_tests.orchestration.helpers import failure_context, status_context
@@ -60,6 +61,28 @@ def _register(registry: Registry, n: int, stage: str = "full") -> list[str]:
         registry.update(version, measured={"elite_accuracy": 0.9 + i / 100})  # as judged
         versions.append(version)
     return versions
+
+
+def test_resource_watch_writes_an_export_the_app_held_open(tg_settings, bot_api: BotApi, dagster_instance,
+                                                          monkeypatch, tmp_path) -> None:
+    from aivj_assets.policy.export import pending_export
+
+    app_file = tmp_path / "app" / "coupling_net_best.pth"
+    monkeypatch.setenv("AIVJ_EXPORT_PATH", str(app_file))
+    registry = Registry(tg_settings.models_dir)
+    champion = _register(registry, 1)[0]
+    registry.promote(champion, by="test")
+    # What a promotion leaves when the app held the file: a pending export, the old file in place.
+    app_file.parent.mkdir()
+    app_file.write_bytes(b"the previous champion")
+    (tg_settings.state_dir / "export.json").parent.mkdir(parents=True, exist_ok=True)
+    (tg_settings.state_dir / "export.json").write_text(json.dumps(
+        {"pending": {"version": champion, "since": "2026-12-08T02:40:00+00:00", "error": "PermissionError"}}))
+    _tick_watch(dagster_instance, None)
+    assert app_file.read_bytes() == registry.weights_path(champion).read_bytes()
+    assert pending_export(load_settings()) is None
+    assert bot_api.texts() == [f"[AIVJ] champion {champion} exported to {app_file} "
+                               f"(pending since 2026-12-08T02:40:00+00:00)"]
 
 
 def test_low_disk_prunes_old_versions(tg_settings, bot_api: BotApi, dagster_instance) -> None:
@@ -109,7 +132,10 @@ def test_commands_from_the_owner_take_effect(tg_settings, bot_api: BotApi, dagst
     assert bot_api.offsets[-1] == int(cursor)
 
 
-def test_rollback_from_the_owner_and_not_from_strangers(tg_settings, bot_api: BotApi, dagster_instance) -> None:
+def test_rollback_from_the_owner_and_not_from_strangers(tg_settings, bot_api: BotApi, dagster_instance,
+                                                        monkeypatch, tmp_path) -> None:
+    app_file = tmp_path / "app" / "coupling_net_best.pth"
+    monkeypatch.setenv("AIVJ_EXPORT_PATH", str(app_file))
     registry = Registry(tg_settings.models_dir)
     first, second = _register(registry, 2)
     registry.promote(first, by="test")
@@ -123,6 +149,7 @@ def test_rollback_from_the_owner_and_not_from_strangers(tg_settings, bot_api: Bo
     bot_api.user_says("/rollback", user_id=OWNER, chat_id=OWNER)
     cursor, _ = _tick_commands(dagster_instance, cursor)
     assert registry.champion()["version"] == first
+    assert app_file.read_bytes() == registry.weights_path(first).read_bytes()
     assert bot_api.texts() == [f"Champion is now {first} (rolled back by telegram:owner)."]
     bot_api.user_says("/rollback v0_nope", user_id=OWNER, chat_id=OWNER)
     _tick_commands(dagster_instance, cursor)
