@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import filelock
+
 
 def write_atomic(path: Path, write: Callable[[BinaryIO], None], *, durable: bool = True) -> None:
     """Write ``path`` through ``write(fileobj)`` into a temp file beside it, fsync, then rename.
@@ -124,49 +126,59 @@ def file_sha256(path: Path) -> str:
 
 
 def create_exclusive(path: Path, data: bytes) -> bool:
-    """Create ``path`` with ``data`` only if it does not exist yet; False when another writer won."""
+    """Create ``path`` with ``data`` only if it does not exist yet; False when another writer won.
+
+    A hard link is the one call that both refuses an existing target and publishes a whole file.
+    Filesystems without hard links (exFAT, FAT32, some network shares) refuse it: there the
+    check and a rename happen under a lock instead, with the same outcome.
+    """
     tmp = stage(path, lambda name: Path(name).write_bytes(data))
     try:
-        os.link(tmp, path)  # link fails if the target exists: first writer wins, whole file
-        return True
-    except FileExistsError:
-        return False
+        try:
+            os.link(tmp, path)  # link fails if the target exists: first writer wins, whole file
+            return True
+        except FileExistsError:
+            return False
+        except OSError:  # no hard links here
+            with file_lock(path.with_name(f".{path.name}.lock")):
+                if path.exists():
+                    return False
+                commit(tmp, path)
+                return True
     finally:
-        os.unlink(tmp)
+        Path(tmp).unlink(missing_ok=True)
+
+
+LOCK_TIMEOUT_SECONDS = 30.0  # well inside Dagster's 60 s limit on a sensor tick
+
+
+class LockTimeout(TimeoutError):
+    """Another process held a lock longer than the caller waits: named, instead of a hang."""
 
 
 @contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` (created if missing) against other processes.
+def file_lock(path: Path, timeout: float | None = None) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if missing) against other processes, waiting
+    at most ``timeout`` seconds (default ``LOCK_TIMEOUT_SECONDS``) for it; ``LockTimeout`` names
+    the file after that.
 
     The OS releases it if the holder dies. A second holder in the same process waits too.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as f:
-        if os.name == "nt":
-            import msvcrt
-
-            f.seek(0)  # both calls lock the first byte
-            while True:
-                try:
-                    msvcrt.locking(f.fileno(), msvcrt.LK_LOCK, 1)
-                    break
-                except OSError:  # LK_LOCK gives up after about 10 s: keep waiting
-                    time.sleep(0.05)
-            try:
-                yield
-            finally:
-                f.seek(0)
-                msvcrt.locking(f.fileno(), msvcrt.LK_UNLCK, 1)
-        else:
-            import fcntl
-
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    timeout = LOCK_TIMEOUT_SECONDS if timeout is None else timeout
+    lock = filelock.FileLock(path, timeout=timeout, thread_local=False)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise LockTimeout(
+            f"{path}: another process has held this lock for over {timeout:g} s (a stuck run, sensor or "
+            f"command of this platform); it is freed when that process ends"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def read_json(path: Path, default: Any) -> Any:

@@ -102,7 +102,7 @@ class Ledger:
 
 
 @contextmanager
-def ledger_lock(settings: Settings) -> Iterator[None]:
+def ledger_lock(settings: Settings, timeout: float | None = None) -> Iterator[None]:
     """Exclusive lock on the ledger for one read-modify-write (sensor tick or demo ingest)."""
-    with file_lock(settings.data_dir / LOCK_NAME):
+    with file_lock(settings.data_dir / LOCK_NAME, timeout):
         yield

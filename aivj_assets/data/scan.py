@@ -115,7 +115,7 @@ def scan_tick(
     started = time.monotonic()
     store = Store(settings)
     ledger = Ledger(settings)
-    with ledger_lock(settings):
+    with ledger_lock(settings, timeout=time_budget_s):  # waiting eats the tick's budget, not more
         entries = ledger.load(persist=True)
         next_seq = max([committed_seq, *(e["seq"] for e in entries)]) + 1
         requests: list[Registration] = []

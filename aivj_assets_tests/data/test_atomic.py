@@ -60,3 +60,71 @@ def test_written_files_get_the_usual_mode_not_owner_only(tmp_path):
     target = tmp_path / "coupling_net_best.pth"
     atomic.write_bytes_atomic(target, b"weights")
     assert target.stat().st_mode & 0o777 == 0o666 & ~mask  # e.g. 0644: a web app as another user reads it
+
+
+_HOLDER = """
+import sys, time
+from pathlib import Path
+from aivj_assets.data.atomic import file_lock
+with file_lock(Path(sys.argv[1])):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def _hold_in_another_process(path):
+    """A real process that takes the lock and then hangs, as a stuck run would."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(path)], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(atomic.Path(__file__).resolve().parents[2])})
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_stuck_lock_holder_gives_a_clear_error_not_a_hang_and_its_death_frees_the_lock(tmp_path):
+    import time
+
+    lock = tmp_path / ".registry.lock"
+    holder = _hold_in_another_process(lock)
+    try:
+        began = time.monotonic()
+        with pytest.raises(atomic.LockTimeout) as err, atomic.file_lock(lock, timeout=0.5):
+            pass
+        assert 0.5 <= time.monotonic() - began < 5
+        assert str(lock) in str(err.value) and "held this lock for over 0.5 s" in str(err.value)
+    finally:
+        holder.kill()
+        holder.wait()
+    with atomic.file_lock(lock, timeout=5):  # the OS freed it with its holder
+        pass
+
+
+def test_the_default_lock_timeout_guards_every_lock(tmp_path, monkeypatch):
+    from aivj_assets.registry import Registry
+
+    registry = Registry(tmp_path / "models")
+    holder = _hold_in_another_process(registry.root / ".registry.lock")
+    monkeypatch.setattr(atomic, "LOCK_TIMEOUT_SECONDS", 0.3)
+    try:
+        with pytest.raises(atomic.LockTimeout, match="registry.lock"):
+            registry.repair()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_without_hard_links_create_exclusive_still_lets_only_the_first_writer_win(tmp_path, monkeypatch):
+    import errno
+
+    def no_links(src, dst, *args, **kwargs):  # exFAT, FAT32 and some shares refuse hard links
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(atomic.os, "link", no_links)
+    target = tmp_path / "lineage.json"
+    assert atomic.create_exclusive(target, b'{"audio_dim": 12}') is True
+    assert atomic.create_exclusive(target, b'{"audio_dim": 99}') is False
+    assert target.read_bytes() == b'{"audio_dim": 12}'
+    # No temp file left behind (the lock file stays where the OS keeps lock files).
+    assert {p.name for p in tmp_path.iterdir()} - {".lineage.json.lock"} == {"lineage.json"}
