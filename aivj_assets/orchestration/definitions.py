@@ -12,13 +12,14 @@ from aivj_assets.orchestration.data_sensor import data_files_sensor
 from aivj_assets.orchestration.jobs import JOBS
 from aivj_assets.orchestration.ops_sensors import OPS_SENSORS
 from aivj_assets.orchestration.resources import build_resources
+from aivj_assets.orchestration.retry_watch import retry_watch
 from aivj_assets.orchestration.schedules import SCHEDULES
 
 defs = dg.Definitions(
     assets=[raw_pairs, elite_set, *MODEL_ASSETS],
     asset_checks=CHECKS,
     jobs=JOBS,
-    sensors=[data_files_sensor, *OPS_SENSORS],
+    sensors=[data_files_sensor, *OPS_SENSORS, retry_watch],
     schedules=SCHEDULES,
     resources=build_resources(),
 )

@@ -126,6 +126,8 @@ def run_failure_alert(context: dg.RunFailureSensorContext) -> None:
     """Alert with the error summary and where the logs are, unless a retry is coming."""
     run = with_retry_decision(context.instance, context.dagster_run)
     if run.tags.get(tags.WILL_RETRY) == "true":
+        # retry_watch alerts if that retry never launches
+        context.instance.add_run_tags(run.run_id, {tags.RETRY_EXPECTED: "true"})
         context.log.info(f"run {run.run_id} failed; the daemon will retry it")
         return
     if run.tags.get(tags.OUTCOME):

@@ -14,6 +14,8 @@ OUTCOME = "aivj/outcome"  # a failure that is a normal outcome ("gate_rejected")
 SOURCE = "aivj/source"  # the data file an ingest run stores
 CONTENT_HASH = "aivj/content_hash"  # that file's sha256
 LAUNCHED_BY = "aivj/launched_by"  # who launched a run by hand ("aivj demo")
+RETRY_EXPECTED = "aivj/retry_expected"  # the failure alert held back: Dagster said it retries this run
+RETRY_ALERTED = "aivj/retry_alerted"  # the owner was told this run's retry never launched
 
 # --- Dagster's ------------------------------------------------------------------------------
 RUN_KEY = "dagster/run_key"

@@ -65,7 +65,21 @@ def open_window(settings: Settings, now: datetime | None = None) -> Window | Non
     return window if window.contains(now) else None
 
 
-def cron_for_window_start(settings: Settings) -> str:
-    """The cron line (in ``settings.timezone``) that fires when the window opens."""
-    start, _ = settings.window_bounds
-    return f"{start.minute} {start.hour} * * *"
+CATCH_UP_MINUTES = 10
+
+
+def cron_for_window(settings: Settings) -> str:
+    """The cron line (in ``settings.timezone``) that fires when the window opens and every
+    ``CATCH_UP_MINUTES`` while it is open.
+
+    A home PC sleeps, and ``aivj up`` may start after the window opened: a night whose first tick
+    was missed still starts its training at the next tick inside the window. Ticks in the opening
+    hour before the start (a window opening at 01:30 gives 01:10) find the window closed and skip.
+    """
+    start, end = settings.window_bounds
+    first = start.hour * 60 + start.minute
+    length = (end.hour * 60 + end.minute - first) % (24 * 60) or 24 * 60
+    last_hour = (first + length - 1) // 60  # the hour holding the window's last minute
+    hours = sorted({h % 24 for h in range(start.hour, last_hour + 1)})
+    minutes = sorted({(start.minute + m) % 60 for m in range(0, 60, CATCH_UP_MINUTES)})
+    return f"{','.join(map(str, minutes))} {','.join(map(str, hours))} * * *"

@@ -212,31 +212,29 @@ def rejected():
 def test_failure_alert_waits_for_the_last_retry(tg_settings, bot_api: BotApi, dagster_instance) -> None:
     """On the project's instance (run retries on), a failed run is marked for retry: no alert."""
     instance = dagster_instance
-    if True:
-        result = dg.execute_job(dg.reconstructable(doomed), instance=instance, raise_on_error=False)
-        run = instance.get_run_by_id(result.run_id)
-        assert run.tags["dagster/will_retry"] == "true"
-        run_failure_alert(failure_context(instance, run))
-        assert bot_api.sent == []  # a retry is coming: no alert yet
+    result = dg.execute_job(dg.reconstructable(doomed), instance=instance, raise_on_error=False)
+    run = instance.get_run_by_id(result.run_id)
+    assert run.tags["dagster/will_retry"] == "true"
+    run_failure_alert(failure_context(instance, run))
+    assert bot_api.sent == []  # a retry is coming: no alert yet
 
-        # The last retry (retry_number 3) fails for good: now the owner hears, once.
-        final = dg.execute_job(dg.reconstructable(doomed), instance=instance, raise_on_error=False,
-                               tags={"dagster/max_retries": "0", "dagster/retry_number": "3"})
-        run_failure_alert(failure_context(instance, instance.get_run_by_id(final.run_id)))
-        [text] = bot_api.texts()
-        assert text.startswith(f"[AIVJ] Run doomed ({final.run_id[:8]}) failed for good after 3 retries: ")
-        assert "explode: RuntimeError: CUDA out of memory (simulated)" in text
-        assert f"Logs: {instance.root_directory}/storage/{final.run_id}/compute_logs" in text
+    # The last retry (retry_number 3) fails for good: now the owner hears, once.
+    final = dg.execute_job(dg.reconstructable(doomed), instance=instance, raise_on_error=False,
+                           tags={"dagster/max_retries": "0", "dagster/retry_number": "3"})
+    run_failure_alert(failure_context(instance, instance.get_run_by_id(final.run_id)))
+    [text] = bot_api.texts()
+    assert text.startswith(f"[AIVJ] Run doomed ({final.run_id[:8]}) failed for good after 3 retries: ")
+    assert "explode: RuntimeError: CUDA out of memory (simulated)" in text
+    assert f"Logs: {instance.root_directory}/storage/{final.run_id}/compute_logs" in text
 
 
 def test_gate_rejection_is_not_retried_nor_alerted(tg_settings, bot_api: BotApi, dagster_instance) -> None:
     instance = dagster_instance
-    if True:
-        result = dg.execute_job(dg.reconstructable(rejected), instance=instance, raise_on_error=False)
-        run = instance.get_run_by_id(result.run_id)
-        assert run.tags["dagster/will_retry"] == "false" and run.tags["aivj/outcome"] == "gate_rejected"
-        run_failure_alert(failure_context(instance, run))
-        assert bot_api.sent == []
+    result = dg.execute_job(dg.reconstructable(rejected), instance=instance, raise_on_error=False)
+    run = instance.get_run_by_id(result.run_id)
+    assert run.tags["dagster/will_retry"] == "false" and run.tags["aivj/outcome"] == "gate_rejected"
+    run_failure_alert(failure_context(instance, run))
+    assert bot_api.sent == []
 
 
 @dg.op

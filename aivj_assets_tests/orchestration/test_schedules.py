@@ -155,13 +155,18 @@ def test_facts_name_the_incremental_that_tonight_would_only_judge_again(aivj_env
     assert read_facts(aivj_env).incremental_done is None
 
 
-def _evaluate(settings, instance, when: datetime):
+def _evaluate(settings, instance, when: datetime, clock: datetime | None = None):
+    """Evaluate the schedule's tick for ``when`` with the real clock at ``clock`` (default: on time)."""
+    from unittest import mock
+
+    from aivj_assets.orchestration import schedules
     from aivj_assets.orchestration.definitions import defs
 
     schedule = build_nightly_schedule(settings)
     ctx = dg.build_schedule_context(instance=instance, scheduled_execution_time=when,
                                     repository_def=defs.get_repository_def())
-    return schedule.evaluate_tick(ctx)
+    with mock.patch.object(schedules, "utc_now", lambda: (clock or when).astimezone(timezone.utc)):
+        return schedule.evaluate_tick(ctx)
 
 
 def _planned_steps(request) -> list[str]:
@@ -211,7 +216,8 @@ def test_schedule_skips_visibly(aivj_env, dagster_instance) -> None:
 
 def test_schedule_runs_at_the_window_start_in_the_owners_zone(aivj_env) -> None:
     schedule = build_nightly_schedule(aivj_env.replace(window="01:30-05:00", timezone="Europe/Berlin"))
-    assert schedule.cron_schedule == "30 1 * * *" and schedule.execution_timezone == "Europe/Berlin"
+    assert schedule.cron_schedule == "0,10,20,30,40,50 1,2,3,4 * * *"
+    assert schedule.execution_timezone == "Europe/Berlin"
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
     assert schedule.name == "nightly_training"
 
@@ -224,3 +230,33 @@ def test_schedule_skips_while_a_training_run_is_running(aivj_env, dagster_instan
     data = _evaluate(aivj_env, dagster_instance, NOW)
     assert data.run_requests == []
     assert data.skip_message == f"a training run is already queued or running ({running.run_id})"
+
+
+def test_a_night_whose_first_tick_was_missed_trains_from_a_late_tick_inside_the_window(aivj_env,
+                                                                                     dagster_instance) -> None:
+    # The PC slept through 02:00 and woke at 03:07: the 03:10 tick launches tonight's training,
+    # with tonight's run key and deadline.
+    _store_partition(aivj_env, "p1")
+    late = NOW.replace(hour=3, minute=10)
+    [request] = _evaluate(aivj_env, dagster_instance, late).run_requests
+    assert request.run_key == "nightly-2026-03-10" and request.tags[DEADLINE_TAG] == "2026-03-10T06:00:00+08:00"
+    # Once tonight's run exists, the later ticks of the night launch nothing.
+    dagster_instance.add_run(dg.DagsterRun(job_name="nightly_training_job", status=dg.DagsterRunStatus.SUCCESS,
+                                           tags={**request.tags, "dagster/run_key": request.run_key}))
+    data = _evaluate(aivj_env, dagster_instance, NOW.replace(hour=3, minute=20))
+    assert data.run_requests == [] and data.skip_message.startswith("tonight's training was launched already")
+    # The next night has its own key.
+    [tomorrow] = _evaluate(aivj_env, dagster_instance, NOW + timedelta(days=1)).run_requests
+    assert tomorrow.run_key == "nightly-2026-03-11"
+
+
+def test_a_tick_caught_up_after_the_window_closed_never_trains(aivj_env, dagster_instance) -> None:
+    # The daemon catches up tonight's 02:00 tick when the PC wakes at 07:30: the window is shut.
+    _store_partition(aivj_env, "p1")
+    data = _evaluate(aivj_env, dagster_instance, NOW, clock=NOW.replace(hour=7, minute=30))
+    assert data.run_requests == []
+    assert data.skip_message == ("the training window 02:00-06:00 (Asia/Shanghai) is not open at 2026-03-10 07:30 "
+                                 "(tick scheduled for 2026-03-10T02:00:00+08:00)")
+    # Last night's 05:50 tick caught up at 02:05 tonight belongs to a closed window too.
+    yesterday = NOW.replace(hour=5, minute=50) - timedelta(days=1)
+    assert _evaluate(aivj_env, dagster_instance, yesterday, clock=NOW.replace(minute=5)).run_requests == []

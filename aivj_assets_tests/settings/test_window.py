@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from aivj_assets.settings import load_settings
-from aivj_assets.settings.window import cron_for_window_start, current_or_next_window, open_window
+from aivj_assets.settings.window import cron_for_window, current_or_next_window, open_window
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -65,8 +65,10 @@ def test_naive_clock_is_refused() -> None:
         open_window(_settings(), datetime(2026, 3, 1, 3, 0))
 
 
-def test_cron_fires_at_the_window_start() -> None:
-    assert cron_for_window_start(_settings("02:30-06:00")) == "30 2 * * *"
+def test_cron_fires_at_the_window_start_and_every_ten_minutes_while_it_is_open() -> None:
+    assert cron_for_window(_settings("02:00-06:00")) == "0,10,20,30,40,50 2,3,4,5 * * *"
+    assert cron_for_window(_settings("02:35-04:00")) == "5,15,25,35,45,55 2,3 * * *"
+    assert cron_for_window(_settings("23:00-01:30")) == "0,10,20,30,40,50 0,1,23 * * *"
 
 
 def test_the_repeated_hour_when_clocks_go_back_is_compared_as_instants() -> None:
