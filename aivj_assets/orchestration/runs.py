@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 import dagster as dg
 import psutil
@@ -89,7 +90,7 @@ def logs_location(instance: dg.DagsterInstance, run_id: str) -> str:
     manager = instance.compute_log_manager
     base = getattr(manager, "_base_dir", None) or getattr(manager, "base_dir", None)
     if base:
-        return f"{base}/{run_id}/compute_logs"
+        return str(Path(base) / run_id / "compute_logs")
     return f"{manager.__class__.__name__} (run {run_id})"
 
 

@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -27,9 +26,10 @@ import requests
 from aivj_assets_tests.cli.test_tour import SMALL_TRAINING
 from aivj_assets_tests.cli.test_up import kill_up
 from aivj_assets_tests.loopback import free_port
+from aivj_assets_tests.processes import kill_tree, spawn
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = os.environ.get("AIVJ_CHROMIUM", "/usr/bin/chromium")
+BROWSER_NAMES = ("chromium", "chromium-browser", "google-chrome", "chrome", "msedge")
 DESIGN_ASSETS = ["raw_pairs", "elite_set", "warmed_model", "full_model", "incremental_model", "promoted_model"]
 SCREENSHOT_FOR_README = ROOT / "docs" / "ui-asset-graph.png"
 CHROMIUM_FLAGS = [
@@ -39,20 +39,32 @@ CHROMIUM_FLAGS = [
 ]
 
 
+def find_chromium() -> str:
+    """The browser to drive: ``AIVJ_CHROMIUM``, else the first Chromium-based browser on PATH."""
+    named = os.environ.get("AIVJ_CHROMIUM")
+    if named:
+        return named
+    for name in BROWSER_NAMES:
+        found = shutil.which(name)
+        if found:
+            return found
+    pytest.fail(f"no Chromium-based browser on PATH (looked for {', '.join(BROWSER_NAMES)}): run "
+                f"`make browser`, or set AIVJ_CHROMIUM to the browser's path")
+
+
 class Chromium:
     """Headless Chromium and one page, driven over the DevTools protocol (a websocket)."""
 
     def __init__(self, profile: Path) -> None:
         from websockets.sync.client import connect
 
-        self.proc = subprocess.Popen(
-            [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )
+        chromium = find_chromium()
+        self.proc = spawn([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         port_file = profile / "DevToolsActivePort"  # Chromium writes its chosen port here
         deadline = time.monotonic() + 60
         while not (port_file.is_file() and port_file.read_text().strip()):
-            assert self.proc.poll() is None, f"{CHROMIUM} exited with {self.proc.returncode}"
+            assert self.proc.poll() is None, f"{chromium} exited with {self.proc.returncode}"
             assert time.monotonic() < deadline, "Chromium did not open its DevTools port"
             time.sleep(0.2)
         port = int(port_file.read_text().splitlines()[0])
@@ -84,8 +96,7 @@ class Chromium:
         try:
             self._stack.close()
         finally:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=30)
+            kill_tree(self.proc)
 
 
 # Names drawn inside the graph's SVG (asset nodes and group boxes), not the sidebar list.

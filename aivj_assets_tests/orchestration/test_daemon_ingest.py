@@ -6,48 +6,31 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import dagster as dg
-import psutil
 import pyarrow.parquet as pq
 
 from aivj_assets.data.ledger import Ledger
 from aivj_assets.orchestration.instance import ensure_instance
 from aivj_assets_tests.builders import rows, write_jsonl, write_parquet
+from aivj_assets_tests.processes import kill_tree, script, spawn
 
 REPO = Path(__file__).resolve().parents[2]
-DAEMON = Path(sys.executable).parent / "dagster-daemon"
+DAEMON = script("dagster-daemon")
 
 
 def _start(log: Path) -> subprocess.Popen:
     env = dict(os.environ, AIVJ_SENSOR_INTERVAL_SECONDS="1", AIVJ_SETTLE_SECONDS="1", PYTHONUNBUFFERED="1")
-    return subprocess.Popen(
-        [str(DAEMON), "run", "-w", str(REPO / "workspace.yaml")],
-        cwd=REPO, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
-    )
+    return spawn([DAEMON, "run", "-w", str(REPO / "workspace.yaml")], cwd=REPO, env=env, stdout=log.open("ab"),
+                 stderr=subprocess.STDOUT)
 
 
 def _kill(proc: subprocess.Popen) -> None:
-    """kill -9 the daemon, its code server and every run worker it started."""
-    try:
-        family = [proc.pid, *(c.pid for c in psutil.Process(proc.pid).children(recursive=True))]
-    except psutil.NoSuchProcess:
-        family = [proc.pid]
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    for pid in family:  # a child that left the process group goes too
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    proc.wait(timeout=30)
+    """Kill the daemon, its code server and every run worker it started, at once."""
+    kill_tree(proc)
 
 
 def _wait(predicate, timeout: float, what: str, log: Path) -> None:

@@ -6,8 +6,6 @@ The storage is moto in server mode on 127.0.0.1; the block is taken from the pro
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +16,7 @@ import dagster as dg
 import pytest
 
 from aivj_assets.orchestration.instance import TEMPLATE
+from aivj_assets_tests.processes import kill_tree, spawn
 
 BUCKET = "aivj-logs"
 
@@ -32,8 +31,8 @@ def _free_port() -> int:
 def s3_server(monkeypatch: pytest.MonkeyPatch):
     """moto's S3 server on a free loopback port, with a bucket; yields its URL."""
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = spawn([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
@@ -53,8 +52,7 @@ def s3_server(monkeypatch: pytest.MonkeyPatch):
         boto3.client("s3", endpoint_url=url, region_name="us-east-1").create_bucket(Bucket=BUCKET)
         yield url
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        kill_tree(proc)
 
 
 def _template_with_log_shipping(endpoint: str, local_dir: Path) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import dagster as dg
 import torch
@@ -225,7 +226,7 @@ def test_failure_alert_waits_for_the_last_retry(tg_settings, bot_api: BotApi, da
     [text] = bot_api.texts()
     assert text.startswith(f"[AIVJ] Run doomed ({final.run_id[:8]}) failed for good after 3 retries: ")
     assert "explode: RuntimeError: CUDA out of memory (simulated)" in text
-    assert f"Logs: {instance.root_directory}/storage/{final.run_id}/compute_logs" in text
+    assert f"Logs: {Path(instance.root_directory) / 'storage' / final.run_id / 'compute_logs'}" in text
 
 
 def test_gate_rejection_is_not_retried_nor_alerted(tg_settings, bot_api: BotApi, dagster_instance) -> None:

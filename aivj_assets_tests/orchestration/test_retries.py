@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from dagster._core.scheduler.instigation import TickStatus
 
 from aivj_assets.orchestration.instance import ensure_instance
 from aivj_assets_tests.loopback import TOKEN, BotApi, telegram_env
+from aivj_assets_tests.processes import kill_tree, script, spawn
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -47,10 +47,10 @@ def test_failing_run_is_retried_three_times_then_alerted_once(aivj_env, tmp_path
     env = {**os.environ, "PYTHONPATH": str(ROOT), "DAGSTER_HOME": str(aivj_env.dagster_home)}
     log = tmp_path / "daemon.log"
     with open(log, "wb") as out:
-        daemon = subprocess.Popen([str(BIN / "dagster-daemon"), "run", "-w", str(workspace)], env=env,
-                                  stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        daemon = spawn([script("dagster-daemon"), "run", "-w", str(workspace)], env=env, stdout=out,
+                       stderr=subprocess.STDOUT)
     try:
-        launch = subprocess.run([str(BIN / "dagster"), "job", "launch", "-w", str(workspace), "-j", "doomed"],
+        launch = subprocess.run([script("dagster"), "job", "launch", "-w", str(workspace), "-j", "doomed"],
                                 env=env, capture_output=True, text=True, timeout=120)
         assert launch.returncode == 0, launch.stderr[-3000:]
         with dg.DagsterInstance.get() as instance:
@@ -81,10 +81,9 @@ def test_failing_run_is_retried_three_times_then_alerted_once(aivj_env, tmp_path
         [text] = texts
         assert text.startswith(f"[AIVJ] Run doomed ({last.run_id[:8]}) failed for good after 3 retries: ")
         assert "always_fails: RuntimeError: disk on fire (test)" in text
-        assert f"{aivj_env.dagster_home}/storage/{last.run_id}/compute_logs" in text
+        assert f"{aivj_env.dagster_home / 'storage' / last.run_id / 'compute_logs'}" in text
     finally:
-        os.killpg(daemon.pid, signal.SIGKILL)  # the daemon, its code server and any run worker
-        daemon.wait(timeout=30)
+        kill_tree(daemon)  # the daemon, its code server and any run worker
         api.close()
 
 

@@ -78,9 +78,9 @@ def test_sigkill_during_promotion_and_rollback_never_breaks_the_champion(tmp_pat
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         assert proc.stdout.readline().strip() == b"ready"  # imports done: the loop starts now
         time.sleep(0.02 + (attempt % 10) * 0.031)  # spread the kill over the operations' phases
-        os.kill(proc.pid, signal.SIGKILL)
+        proc.kill()  # SIGKILL; TerminateProcess on Windows: no chance to clean up either way
         out, err = proc.communicate()
-        assert proc.returncode == -signal.SIGKILL, err.decode()
+        assert proc.returncode == (1 if os.name == "nt" else -signal.SIGKILL), err.decode()
         total_ops += len(out.splitlines())
         _assert_readers_see_a_complete_champion(reg, hashes)
 
