@@ -15,7 +15,7 @@ from aivj_assets.registry import Registry
 from aivj_assets_tests.builders import register_state
 
 ROOT = Path(__file__).resolve().parents[2]
-LABELS = ["paused", "champion", "partitions", "runs", "training", "resources"]
+LABELS = ["paused", "champion", "export", "partitions", "runs", "training", "resources"]
 
 
 def lines_by_label(text: str) -> dict[str, str]:
@@ -31,6 +31,7 @@ def test_fresh_home_reports_nothing_yet_and_no_instance(aivj_env):
     parts = lines_by_label(format_status(aivj_env))
     assert parts["paused"] == "no"
     assert parts["champion"].startswith("none yet")
+    assert parts["export"] == "off (set AIVJ_EXPORT_PATH to the file the app loads)"
     assert parts["partitions"].startswith("none ingested")
     assert parts["runs"].startswith(f"unknown (no Dagster instance at {aivj_env.dagster_home}")
     assert parts["training"] == "no training progress recorded"
@@ -100,3 +101,29 @@ def test_training_progress_shows_an_eta_only_while_a_training_run_is_active(aivj
                                           run_id=run.run_id)
     assert lines_by_label(format_status(aivj_env))["training"] == (
         "step 120/400, 61,440 samples, ETA 12 min (at 2026-12-07T02:10:00+00:00)")
+
+
+def test_a_pending_export_is_shown_until_it_is_written(aivj_env, tmp_path, monkeypatch):
+    from aivj_assets.data import atomic
+    from aivj_assets.policy.export import export_champion
+
+    settings = aivj_env.replace(export_path=tmp_path / "app" / "coupling_net_best.pth")
+    registry = Registry(settings.models_dir)
+    registry.promote(register_state(registry, {"w": torch.ones(2)}, {"stage": "full"}), by="test")
+
+    real_replace = atomic.os.replace
+
+    def held_by_the_app(src, dst):
+        if Path(dst) != settings.export_path:
+            return real_replace(src, dst)
+        raise PermissionError(13, "The process cannot access the file because it is being used", str(dst))
+
+    with monkeypatch.context() as patched:
+        patched.setattr(atomic.os, "replace", held_by_the_app)
+        assert export_champion(settings, registry, lambda *a: None, retry_seconds=0).status == "pending"
+    line = lines_by_label(format_status(settings))["export"]
+    assert line.startswith(f"PENDING: champion {registry.champion()['version']} not yet written to "
+                           f"{settings.export_path} since ")
+    assert "PermissionError" in line
+    export_champion(settings, registry, lambda *a: None)
+    assert lines_by_label(format_status(settings))["export"] == str(settings.export_path)
