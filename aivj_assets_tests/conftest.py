@@ -11,6 +11,8 @@ import pytest
 # Keep torch to one thread per test process: CI has 2 cores and tests run real training.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+PROXY_VARIABLES = ("https_proxy", "http_proxy", "all_proxy", "no_proxy")
+
 
 @pytest.fixture
 def aivj_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -31,6 +33,8 @@ def aivj_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     }
     for key in list(os.environ):
         if key.startswith("AIVJ_") or key.startswith("TELEGRAM_") or key.startswith("AIVJ_SMTP"):
+            monkeypatch.delenv(key, raising=False)
+        if key.lower() in PROXY_VARIABLES:  # a developer's proxy must not stand between the loopback servers
             monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -81,6 +85,18 @@ def smtp_sink(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator:
         yield sink
     finally:
         sink.close()
+
+
+@pytest.fixture
+def http_proxy() -> Iterator:
+    """A real HTTP proxy on 127.0.0.1 (CONNECT and plain forwarding) that wants a login."""
+    from aivj_assets_tests.loopback import HttpProxy
+
+    proxy = HttpProxy(login=("proxyuser", "proxy-pass-SECRET"))
+    try:
+        yield proxy
+    finally:
+        proxy.close()
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Regenerate .env.example from aivj_assets/settings.py, so the two never drift apart."""
+"""Regenerate .env.example from aivj_assets/settings/config.py, so the two never drift apart."""
 
 from __future__ import annotations
 
@@ -22,9 +22,11 @@ SHOWN_DEFAULTS = {"data_dir": "./data", "home": ".", "dagster_home": "./.dagster
 def render() -> str:
     """The text of .env.example: every setting, commented out, at its default."""
     lines = [
-        "# Copy to .env and edit. Every setting of aivj_assets/settings.py, with its default.",
-        "# Real environment variables win over this file. A comment may follow a value after a space",
-        '# (KEY=value   # note); quote a value that itself holds " #" (a password, say).',
+        "# Copy to .env and edit. Every setting of aivj_assets/settings/config.py, with its default.",
+        "# Real environment variables win over this file. Read by python-dotenv, as every `dagster`",
+        "# command reads it: write Windows paths unquoted or in 'single quotes' (inside double quotes",
+        "# \\n, \\t and \\a become control characters). A comment may follow a value after a space",
+        "# (KEY=value   # note); put a value holding #, spaces or ${ in single quotes (a password, say).",
     ]
     defaults = Settings()
     for f in fields(Settings):
@@ -35,6 +37,10 @@ def render() -> str:
         value = SHOWN_DEFAULTS.get(f.name, getattr(defaults, f.name))
         if f.name == "elite_dir":
             lines.append(f"# {env_name(f.name)}=   (default: <data>/AIVJ_FINAL_ELITE)")
+            continue
+        if f.name == "export_path":
+            lines.append(f"# {env_name(f.name)}=   (the file the app loads, e.g. D:\\aidata\\coupling_net_best.pth; "
+                         f"empty: no export)")
             continue
         if isinstance(value, bool):
             value = "true" if value else "false"

@@ -53,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
                                       "(data files are kept); stop `aivj up` first")
     rs.add_argument("--yes", action="store_true", help="really remove them (without it: list them)")
 
+    dr = sub.add_parser("doctor", help="check folders, torch and GPU, Telegram, email, export path and window: "
+                                       "ok / warn / fail, each failure with its fix")
+    dr.add_argument("--send-test", action="store_true", help="also send one test email")
+
     up = sub.add_parser("up", help="Dagster webserver and daemon for this project's instance")
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, default=3000)
@@ -135,6 +139,10 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
 def main(argv: list[str] | None = None) -> int:
     """Run one ``aivj`` command; returns the process exit status."""
     args = _parser().parse_args(argv)
+    if args.command == "doctor":  # settings that do not load are one of its findings, not a stop
+        from aivj_assets.cli.doctor import run_doctor
+
+        return run_doctor(send_test=args.send_test)
     try:
         settings = load_settings()
     except ValueError as exc:

@@ -1,4 +1,8 @@
-"""Detailed email reports (the gate table, reasons, log excerpt) through smtplib."""
+"""Detailed email reports (the gate table, reasons, log excerpt) through smtplib.
+
+The session goes through the proxy the settings choose for SMTP (``AIVJ_SMTP_PROXY``, else
+``HTTPS_PROXY`` unless ``NO_PROXY`` names the host) by a ``CONNECT`` tunnel (``tunnel.py``).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import ssl
 from email.message import EmailMessage
 from typing import Any
 
+from aivj_assets.ops.tunnel import ProxiedSMTP, ProxiedSMTPSSL, ProxyError
 from aivj_assets.settings import Settings
 
 TIMEOUT = 15.0
@@ -15,7 +20,12 @@ LOG_EXCERPT_LINES = 40  # the tail of the run's log a report quotes
 
 
 class EmailError(RuntimeError):
-    """Sending the report failed; the message never contains the password."""
+    """Sending the report failed; the message never contains the password. ``kind`` says what
+    failed: ``login``, ``tls``, ``proxy``, ``connect`` (the server not reached) or ``smtp``."""
+
+    def __init__(self, message: str, kind: str = "smtp") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def configured(settings: Settings) -> bool:
@@ -88,22 +98,72 @@ def build_report(settings: Settings, event: str, text: str, details: dict[str, A
     return msg
 
 
+def _server(settings: Settings) -> smtplib.SMTP:
+    """A connection to the configured server: SSL or plain, through the SMTP proxy if one is set."""
+    try:
+        proxy = settings.proxy_for("smtp")
+    except ValueError as exc:
+        raise ProxyError(str(exc)) from None
+    host, port = settings.smtp_host, settings.smtp_port
+    if settings.smtp_ssl:
+        context = ssl.create_default_context()
+        if proxy is not None:
+            return ProxiedSMTPSSL(host, port, proxy=proxy, timeout=TIMEOUT, context=context)
+        return smtplib.SMTP_SSL(host, port, timeout=TIMEOUT, context=context)
+    if proxy is not None:
+        return ProxiedSMTP(host, port, proxy=proxy, timeout=TIMEOUT)
+    return smtplib.SMTP(host, port, timeout=TIMEOUT)
+
+
+def _failure_kind(exc: BaseException) -> str:
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        return "login"
+    if isinstance(exc, ProxyError):
+        return "proxy"
+    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
+        return "tls"
+    if isinstance(exc, smtplib.SMTPException):
+        return "smtp"
+    return "connect"
+
+
+def _session(settings: Settings, message: EmailMessage | None) -> None:
+    """Connect, secure the line, log in if a user is set, and send ``message`` if one is given."""
+    with _server(settings) as server:
+        if settings.smtp_starttls and not settings.smtp_ssl:
+            server.starttls(context=ssl.create_default_context())
+        if settings.smtp_user:
+            server.login(settings.smtp_user, settings.smtp_password.reveal())
+        if message is not None:
+            server.send_message(message)
+
+
+def _run(settings: Settings, message: EmailMessage | None) -> None:
+    try:
+        _session(settings, message)
+    except (smtplib.SMTPException, OSError, ssl.SSLError) as exc:
+        detail = f"{exc.__class__.__name__}: {exc}"
+        for secret in settings.secret_values():
+            detail = detail.replace(secret, "********")
+        raise EmailError(f"email to {settings.smtp_to} via {settings.smtp_host}:{settings.smtp_port} failed: {detail}",
+                         kind=_failure_kind(exc)) from None
+
+
 def send_report(settings: Settings, message: EmailMessage) -> None:
     """Send through the configured server: SSL, or plain upgraded by STARTTLS; login if a user is set."""
-    password = settings.smtp_password.reveal()
-    try:
-        if settings.smtp_ssl:
-            server: smtplib.SMTP = smtplib.SMTP_SSL(settings.smtp_host, settings.smtp_port, timeout=TIMEOUT,
-                                                    context=ssl.create_default_context())
-        else:
-            server = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=TIMEOUT)
-        with server:
-            if settings.smtp_starttls and not settings.smtp_ssl:
-                server.starttls(context=ssl.create_default_context())
-            if settings.smtp_user:
-                server.login(settings.smtp_user, password)
-            server.send_message(message)
-    except (smtplib.SMTPException, OSError, ssl.SSLError) as exc:
-        detail = str(exc).replace(password, "********") if password else str(exc)
-        raise EmailError(f"email to {settings.smtp_to} via {settings.smtp_host}:{settings.smtp_port} failed: "
-                         f"{exc.__class__.__name__}: {detail}") from None
+    _run(settings, message)
+
+
+def check_login(settings: Settings) -> None:
+    """Connect, secure the line and log in, sending nothing (``aivj doctor``); raises EmailError."""
+    _run(settings, None)
+
+
+def doctor_message(settings: Settings) -> EmailMessage:
+    """The one message ``aivj doctor --send-test`` sends."""
+    msg = EmailMessage()
+    msg["Subject"] = "[AIVJ] doctor: test message"
+    msg["From"] = settings.smtp_from or settings.smtp_user
+    msg["To"] = settings.smtp_to
+    msg.set_content("This test message was sent by `aivj doctor --send-test`: AIVJ's email reports reach you.")
+    return msg

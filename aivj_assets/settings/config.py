@@ -1,8 +1,9 @@
 """Every path, threshold and window of the platform in one typed place.
 
 Each field can be set by an environment variable ``AIVJ_<NAME>`` (upper case), or by
-the owner's own names where DESIGN fixes them (``TELEGRAM_TOKEN``, ``TELEGRAM_CHAT_ID``).
-A ``.env`` file at the project root (or at ``AIVJ_ENV_FILE``) is read first; real
+the owner's own names where DESIGN fixes them (``TELEGRAM_TOKEN``, ``TELEGRAM_CHAT_ID``), or
+by the usual names of proxies (``HTTPS_PROXY``, ``NO_PROXY``). A ``.env`` file at the project root (or at
+``AIVJ_ENV_FILE``) is read first, by python-dotenv as Dagster reads it (``env_file.py``); real
 environment variables win over it. This module imports no Dagster.
 """
 
@@ -10,33 +11,20 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import types
 import typing
 from dataclasses import dataclass, field, fields
 from datetime import time as dtime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from aivj_assets.settings.env_file import read_env_file
+from aivj_assets.settings.proxy import DIRECT, Proxy, choose_proxy, login_texts, parse_proxy
+from aivj_assets.settings.secret import Secret
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-class Secret(str):
-    """A string that never shows itself in repr, logs or exceptions."""
-
-    def __repr__(self) -> str:
-        return "Secret('********')" if self else "Secret('')"
-
-    def reveal(self) -> str:
-        """The real value, for the one place that sends it (an HTTP or SMTP call)."""
-        return str.__str__(self)
-
-    def __str__(self) -> str:  # f-strings and logging go through __str__/__format__
-        return "********" if self else ""
-
-    def __format__(self, spec: str) -> str:
-        return format(str(self), spec)
 
 
 # Variables that no setting reads, and what says it instead: an owner's .env that still sets one
@@ -51,7 +39,11 @@ _ENV_NAMES = {
     "telegram_token": "TELEGRAM_TOKEN",
     "telegram_chat_id": "TELEGRAM_CHAT_ID",
     "dagster_home": "DAGSTER_HOME",
+    "https_proxy": "HTTPS_PROXY",
+    "no_proxy": "NO_PROXY",
 }
+# Lower-case names read too (first, as urllib and requests do): the proxy variables' usual spelling.
+_ALSO_NAMES = {"https_proxy": "https_proxy", "no_proxy": "no_proxy"}
 
 
 @dataclass(frozen=True)
@@ -160,6 +152,13 @@ class Settings:
     smtp_starttls: bool = True
     smtp_ssl: bool = False
     notify_min_interval_seconds: float = 2.0
+    # An HTTP proxy (http://[user:password@]host:port) for the Bot API, and for SMTP (through a
+    # CONNECT tunnel). Empty: HTTPS_PROXY, from the environment or .env, unless NO_PROXY names the
+    # host; "direct": no proxy whatever HTTPS_PROXY says. SOCKS proxies are refused.
+    telegram_proxy: Secret = Secret("")
+    smtp_proxy: Secret = Secret("")
+    https_proxy: Secret = Secret("")
+    no_proxy: str = ""
 
     extra: dict[str, str] = field(default_factory=dict, repr=False)
 
@@ -200,6 +199,22 @@ class Settings:
         """A copy with some fields changed (used for per-run overrides and tests)."""
         return dataclasses.replace(self, **changes)
 
+    def proxy_for(self, channel: str) -> Proxy | None:
+        """The HTTP proxy of ``channel`` ("telegram" or "smtp"), None for a direct connection;
+        ValueError (naming the variable, never the login) for one that cannot be used."""
+        own = {"telegram": "telegram_proxy", "smtp": "smtp_proxy"}[channel]
+        host = (urlsplit(self.telegram_api).hostname or "") if channel == "telegram" else self.smtp_host
+        return choose_proxy(host, (env_name(own), getattr(self, own).reveal()),
+                            (env_name("https_proxy"), self.https_proxy.reveal()), self.no_proxy)
+
+    def secret_values(self) -> list[str]:
+        """The text of every secret, and of a proxy URL's login: what error messages are scrubbed of."""
+        texts = [self.telegram_token.reveal(), self.smtp_password.reveal()]
+        for proxy in (self.telegram_proxy, self.smtp_proxy, self.https_proxy):
+            texts += login_texts(proxy.reveal())
+        # Longest first: a password inside a URL must not be starred before the URL is.
+        return sorted({t for t in texts if t}, key=len, reverse=True)
+
     def public_dict(self) -> dict[str, Any]:
         """Every setting as plain values, secrets masked: safe for metadata and logs."""
         out: dict[str, Any] = {}
@@ -220,89 +235,69 @@ def env_name(field_name: str) -> str:
     return _ENV_NAMES.get(field_name, "AIVJ_" + field_name.upper())
 
 
-def read_env_file(path: Path) -> dict[str, str]:
-    """``KEY=VALUE`` lines of a ``.env`` file; comments (whole lines, or after a space in an
-    unquoted value), blanks, quotes and ``export`` allowed. UTF-8 with or without a BOM, or
-    UTF-16 with one (what Windows editors and PowerShell write). Errors name the file and the
-    line, never the line's text: it may hold a secret."""
-    values: dict[str, str] = {}
-    if not path.is_file():
-        return values
-    raw_bytes = path.read_bytes()
-    try:
-        text = raw_bytes.decode("utf-16" if raw_bytes[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export "):
-            line = line[len("export ") :].strip()
-        if "=" not in line:
-            raise ValueError(f"{path}:{lineno}: expected KEY=VALUE, found a line without '='")
-        key, value = (part.strip() for part in line.split("=", 1))
-        end = value.find(value[0], 1) if value[:1] in ("'", '"') else -1
-        if end != -1 and value[end + 1 :].strip()[:1] in ("", "#"):  # KEY="value"   # a comment
-            value = value[1:end]
-        elif value[:1] in ("'", '"') and len(value) >= 2 and value[-1] == value[0]:
-            value = value[1:-1]  # KEY='it's': quoted as a whole
-        elif value[:1] in ("'", '"') and end == -1:
-            raise ValueError(f"{path}:{lineno}: {key}: the value's quote is not closed on its line")
-        elif value[:1] not in ("'", '"'):  # KEY=value   # a comment (quote a value holding " #")
-            value = re.split(r"\s#", value, maxsplit=1)[0].rstrip()
-        # else: KEY="AIVJ bot" <bot@example.com>: taken as written
-        values[key] = value
-    return values
+def _to_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected true/false")
+
+
+def _to_path(raw: str) -> Path:
+    if any(ord(c) < 32 for c in raw):
+        # What python-dotenv makes of "D:\aidata\new": \a and \n become a bell and a line break.
+        raise ValueError("the path holds a control character: in .env, double quotes turn \\a, \\n, \\t... "
+                         "into control characters; write a Windows path unquoted or in single quotes")
+    return Path(raw).expanduser()
+
+
+_CONVERTERS: dict[Any, Any] = {bool: _to_bool, int: int, float: float, Path: _to_path, Secret: Secret}
 
 
 def _parse(name: str, annotation: Any, raw: str) -> Any:
     hint = annotation
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
         if raw.strip() == "":
             return None
-        hint = args[0]
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
     try:
-        if hint is bool:
-            lowered = raw.strip().lower()
-            if lowered in ("1", "true", "yes", "on"):
-                return True
-            if lowered in ("0", "false", "no", "off", ""):
-                return False
-            raise ValueError("expected true/false")
-        if hint is int:
-            return int(raw)
-        if hint is float:
-            return float(raw)
-        if hint is Path:
-            return Path(raw).expanduser()
-        if hint is Secret:
-            return Secret(raw)
-        return raw
+        return _CONVERTERS.get(hint, str)(raw)
     except ValueError as exc:
         shown = "(hidden)" if hint is Secret else repr(raw)
         raise ValueError(f"setting {env_name(name)}={shown}: {exc}") from None
 
 
+def env_file_path(environ: dict[str, str] | None = None) -> Path:
+    """The ``.env`` file settings are read from: ``AIVJ_ENV_FILE``, else the project root's."""
+    environ = dict(os.environ) if environ is None else environ
+    return Path(environ.get("AIVJ_ENV_FILE", PROJECT_ROOT / ".env"))
+
+
+def _raw_values(environ: dict[str, str], from_file: dict[str, str]) -> dict[str, str]:
+    """{field: its text}: the environment wins over ``.env``; within one, a lower-case proxy
+    variable over its upper-case spelling."""
+    out: dict[str, str] = {}
+    for f in fields(Settings):
+        names = [n for n in (_ALSO_NAMES.get(f.name), env_name(f.name)) if n]
+        for source in (environ, from_file):
+            found = next((source[n] for n in names if n in source), None)
+            if found is not None:
+                out[f.name] = found
+                break
+    out.pop("extra", None)
+    return out
+
+
 def load_settings(env: dict[str, str] | None = None, env_file: Path | None = None, **overrides: Any) -> Settings:
     """Settings from defaults, then ``.env``, then the environment, then ``overrides``."""
     environ = dict(os.environ) if env is None else dict(env)
-    if env_file is None:
-        env_file = Path(environ.get("AIVJ_ENV_FILE", PROJECT_ROOT / ".env"))
-    merged = {**read_env_file(env_file), **environ}
+    from_file = read_env_file(env_file if env_file is not None else env_file_path(environ))
     for name, instead in REPLACED.items():
-        if name in merged:
+        if name in from_file or name in environ:
             raise ValueError(f"setting {name} is not read any more: {instead}")
     hints = typing.get_type_hints(Settings)
-    values: dict[str, Any] = {}
-    for f in fields(Settings):
-        if f.name == "extra":
-            continue
-        name = env_name(f.name)
-        if name in merged:
-            values[f.name] = _parse(f.name, hints[f.name], merged[name])
+    values: dict[str, Any] = {name: _parse(name, hints[name], raw) for name, raw in _raw_values(environ, from_file).items()}
     values.update(overrides)
     settings = Settings(**values)
     # Relative paths are taken from the project root, so the CLI and the daemon agree.
@@ -312,7 +307,18 @@ def load_settings(env: dict[str, str] | None = None, env_file: Path | None = Non
             settings = settings.replace(**{key: (PROJECT_ROOT / value).resolve()})
     _check_window(settings)
     _check_judging(settings)
+    _check_proxies(settings)
     return settings
+
+
+def _check_proxies(settings: Settings) -> None:
+    """Refuse a channel's own proxy setting that cannot be used (a SOCKS proxy, no host). A bad
+    HTTPS_PROXY is refused only by the channels that would use it: it may be set machine-wide
+    for other programs, and must not stop `aivj pause`."""
+    for name in ("telegram_proxy", "smtp_proxy"):
+        raw = getattr(settings, name).reveal()
+        if raw.strip() and raw.strip().lower() != DIRECT:
+            parse_proxy(raw, env_name(name))
 
 
 def _check_judging(settings: Settings) -> None:
