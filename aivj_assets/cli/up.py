@@ -2,30 +2,41 @@
 
 Both run as child processes of this one, from the same virtual environment, with the
 project root as working directory and DAGSTER_HOME pointing at the project's instance.
-Ctrl-C or SIGTERM stops both; a child that dies on its own is reported with its exit code
-and takes the other one down with it, so the owner never runs half a platform. On Linux the
-children also stop if ``aivj up`` is killed outright (SIGKILL).
+"Ready" is said once the UI answers and the workspace's code location has loaded; a location
+that fails to load is shown with its error, and ``aivj up`` stops (exit code 1).
+Ctrl-C, SIGTERM, a hang-up or a closed console window stops both and everything they started
+(code servers, run workers): see ``process_tree``, which also covers ``aivj up`` being killed
+outright. A child that dies on its own is reported with its exit code and takes the rest
+down with it, so the owner never runs half a platform.
 """
 
 from __future__ import annotations
 
-import ctypes
+import json
 import os
 import signal
-import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 from types import FrameType
 
+from aivj_assets.cli.process_tree import Children
 from aivj_assets.data.ingest import rebuild_stale
 from aivj_assets.orchestration.instance import ensure_instance, init_storage
 from aivj_assets.settings import PROJECT_ROOT, Settings
 
 WORKSPACE = PROJECT_ROOT / "workspace.yaml"
-STOP_GRACE_SECONDS = 15.0  # how long a child may take to shut down before it is killed
+STOP_GRACE_SECONDS = 15.0  # how long the children may take to shut down before they are killed
 POLL_SECONDS = 0.5
+STACK_LINES = 8  # of a load error's stack: where it was raised
+# Ctrl-C; kill's default; the terminal closed (POSIX); Ctrl-Break (Windows).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK")
+                     if hasattr(signal, name))
+LOCATIONS_QUERY = """{ workspaceOrError { __typename
+  ... on Workspace { locationEntries { name loadStatus locationOrLoadError { __typename
+      ... on PythonError { message stack errorChain { error { message stack } } } } } }
+  ... on PythonError { message } } }"""
 
 
 class _Stop(Exception):
@@ -58,65 +69,14 @@ def ui_url(host: str, port: int) -> str:
     return f"http://{shown}:{port}"
 
 
-def _start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
-    # Own process group: the terminal's Ctrl-C reaches only us, and we stop the children in
-    # order (and everything they launched) instead of racing them.
-    if os.name == "nt":
-        return subprocess.Popen(
-            cmd, cwd=PROJECT_ROOT, env=env, creationflags=subprocess.CREATE_NEW_PROCESS_GROUP
-        )
-    return subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, start_new_session=True,
-                            preexec_fn=_stop_with_parent(os.getpid()))
-
-
-def _stop_with_parent(parent: int):
-    """On Linux, have the child sent SIGTERM when ``aivj up`` dies, even by SIGKILL.
-
-    A SIGKILL leaves us no chance to stop the children ourselves, and in sessions of their own
-    they would keep serving a platform nobody supervises. Elsewhere (macOS) this is not offered.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    libc = ctypes.CDLL(None, use_errno=True)  # loaded here, not between fork and exec
-    pr_set_pdeathsig = 1
-
-    def in_child() -> None:
-        libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM))
-        if os.getppid() != parent:  # we died before the line above took effect
-            os._exit(1)
-
-    return in_child
-
-
-def _signal(proc: subprocess.Popen, sig: int) -> None:
-    """Send ``sig`` to a child's whole process group; gone is fine.
-
-    Windows has no process groups to signal: there both steps end the child
-    (``terminate`` and ``kill`` are the same call there).
-    """
-    if os.name == "nt":
-        proc.terminate()
-        return
+def _say(line: str) -> None:
     try:
-        os.killpg(proc.pid, sig)
-    except ProcessLookupError:
+        print(f"aivj up: {line}", flush=True)
+    except OSError:  # the terminal is gone (SIGHUP): the shutdown must go on without it
         pass
 
 
-def _stop(name: str, proc: subprocess.Popen) -> None:
-    """Ask a child to stop, then kill its whole group if it does not within the grace time."""
-    if proc.poll() is not None:
-        return
-    _signal(proc, signal.SIGTERM)
-    try:
-        proc.wait(timeout=STOP_GRACE_SECONDS)
-    except subprocess.TimeoutExpired:
-        print(f"aivj up: {name} did not stop in {STOP_GRACE_SECONDS:.0f}s; killing it", flush=True)
-        _signal(proc, getattr(signal, "SIGKILL", signal.SIGTERM))
-        proc.wait()
-
-
-def _ready(url: str) -> bool:
+def _answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url + "/server_info", timeout=2) as resp:
             return resp.status == 200
@@ -124,52 +84,97 @@ def _ready(url: str) -> bool:
         return False
 
 
-def _supervise(procs: dict[str, subprocess.Popen], url: str) -> int:
-    """Watch the children until one exits (its status, never 0) or a signal stops us (``_Stop``)."""
+def _graphql(url: str, query: str) -> dict:
+    """The ``data`` of the webserver's answer to ``query`` (empty when it gives none)."""
+    request = urllib.request.Request(url + "/graphql", data=json.dumps({"query": query}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return json.load(resp).get("data") or {}
+    except (OSError, ValueError):
+        return {}
+
+
+def load_error_text(entry: dict) -> str:
+    """A failed code location's error: every message in its chain, then the last lines of the
+    innermost stack (where it was raised)."""
+    error = entry["locationOrLoadError"]
+    chain = [error, *(link["error"] for link in error.get("errorChain") or [])]
+    lines = [f"code location {entry['name']!r} failed to load:"]
+    lines += [line for e in chain for line in (e.get("message") or "").strip().splitlines()]
+    stack = "".join(chain[-1].get("stack") or []).rstrip().splitlines()
+    lines += stack[-STACK_LINES:]
+    return "\n  ".join(lines)
+
+
+def workspace_state(url: str) -> tuple[str, str]:
+    """("ready", "") once the UI answers and every code location loaded; ("failed", the error)
+    when one failed to load; ("loading", "") before either."""
+    if not _answers(url):
+        return "loading", ""
+    workspace = _graphql(url, LOCATIONS_QUERY).get("workspaceOrError") or {}
+    if workspace.get("__typename") == "PythonError":
+        return "failed", f"the webserver cannot read the workspace: {(workspace.get('message') or '').strip()}"
+    entries = workspace.get("locationEntries") or []
+    failed = [e for e in entries if (e.get("locationOrLoadError") or {}).get("__typename") == "PythonError"]
+    if failed:
+        return "failed", "\n".join(load_error_text(e) for e in failed)
+    if entries and all(e.get("loadStatus") == "LOADED" and e.get("locationOrLoadError") for e in entries):
+        return "ready", ""
+    return "loading", ""
+
+
+def _supervise(children: Children, url: str) -> int:
+    """Watch the children until one exits (its status, never 0), the code location fails to
+    load (1) or a signal stops us (``_Stop``)."""
     announced = False
     while True:
-        for name, proc in procs.items():
-            code = proc.poll()
-            if code is not None:
-                print(f"aivj up: {name} exited with code {code}; stopping the rest", file=sys.stderr, flush=True)
-                return code if code > 0 else 1
-        if not announced and _ready(url):
-            print(f"aivj up: Dagster UI ready at {url} (daemon running: sensors and schedules)", flush=True)
-            announced = True
+        gone = children.exited()
+        if gone is not None:
+            name, code = gone
+            print(f"aivj up: {name} exited with code {code}; stopping the rest", file=sys.stderr, flush=True)
+            return code if code > 0 else 1
+        if not announced:
+            state, error = workspace_state(url)
+            if state == "failed":
+                print(f"aivj up: {error}\naivj up: not ready; stopping", file=sys.stderr, flush=True)
+                return 1
+            if state == "ready":
+                _say(f"Dagster UI ready at {url} (daemon running: sensors and schedules)")
+                announced = True
         time.sleep(POLL_SECONDS)
 
 
-def run_up(settings: Settings, *, host: str = "127.0.0.1", port: int = 3000) -> int:
-    """Run the webserver and the daemon until Ctrl-C/SIGTERM (0) or until one dies (non-zero)."""
+def run_up(settings: Settings, *, host: str = "127.0.0.1", port: int = 3000, workspace: Path = WORKSPACE) -> int:
+    """Run the webserver and the daemon until a stop signal (0), until one dies or the code
+    location fails to load (non-zero)."""
     home = ensure_instance(settings)
     init_storage(home)
-    rebuild_stale(settings, log=lambda line: print(f"aivj up: {line}", flush=True))
+    rebuild_stale(settings, log=_say)
     env = dict(os.environ, DAGSTER_HOME=str(home))
     url = ui_url(host, port)
-    print(f"aivj up: instance {home}", flush=True)
+    _say(f"instance {home}")
+    children = Children(STOP_GRACE_SECONDS, _say)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         raise _Stop(signal.Signals(signum).name)
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    procs: dict[str, subprocess.Popen] = {}
+    # A signal ignored from the start stays ignored: ``nohup aivj up`` must survive its terminal.
+    previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS
+                if signal.getsignal(sig) is not signal.SIG_IGN}
     status = 0
     try:
-        for name, cmd in child_commands(host, port).items():
-            procs[name] = _start(cmd, env)
-        print(f"aivj up: starting the Dagster UI at {url} (Ctrl-C stops it)", flush=True)
-        status = _supervise(procs, url)
+        for name, cmd in child_commands(host, port, workspace).items():
+            children.start(name, cmd, PROJECT_ROOT, env)
+        _say(f"starting the Dagster UI at {url} (Ctrl-C stops it)")
+        status = _supervise(children, url)
     except _Stop as why:
-        if status == 0:
-            print(f"aivj up: {why}: stopping the webserver and the daemon", flush=True)
+        _say(f"{why}: stopping the webserver, the daemon and their runs")
     finally:
         # A second Ctrl-C must not cut the shutdown short and leave orphans behind.
         for sig in previous:
             signal.signal(sig, signal.SIG_IGN)
-        # The daemon first: it launches runs; the webserver only serves the UI.
-        for name in ("dagster-daemon", "dagster-webserver"):
-            if name in procs:
-                _stop(name, procs[name])
+        children.stop()  # the daemon first (started last): it launches runs
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return status

@@ -24,7 +24,6 @@ import pytest
 import requests
 
 from aivj_assets_tests.cli.test_tour import SMALL_TRAINING
-from aivj_assets_tests.cli.test_up import kill_up
 from aivj_assets_tests.loopback import free_port
 from aivj_assets_tests.processes import kill_tree, spawn
 
@@ -194,8 +193,8 @@ def platform_ui(tmp_path_factory):
 
         port = free_port()
         log = root / "up.log"
-        up = subprocess.Popen([sys.executable, "-m", "aivj_assets", "up", "--port", str(port)], cwd=ROOT,
-                              stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+        up = spawn([sys.executable, "-m", "aivj_assets", "up", "--port", str(port)], cwd=ROOT,
+                   stdout=log.open("w"), stderr=subprocess.STDOUT)
         try:
             def ready() -> bool:
                 if up.poll() is not None:
@@ -205,7 +204,7 @@ def platform_ui(tmp_path_factory):
             wait_for("the webserver", ready, timeout=120)
             yield settings, result, port
         finally:
-            kill_up(up, {})  # the webserver, the daemon and any run they launched
+            kill_tree(up)  # the webserver, the daemon and any run they launched
 
 
 @pytest.mark.timeout(400)
