@@ -53,3 +53,22 @@ def kill_tree(proc: subprocess.Popen, timeout: float = 30) -> None:
     if proc.poll() is None:
         proc.kill()
     proc.wait(timeout=timeout)
+
+
+_LOCK_HOLDER = """
+import sys, time
+from pathlib import Path
+from aivj_assets.data.atomic import file_lock
+with file_lock(Path(sys.argv[1])):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def hold_lock_in_another_process(path: Path) -> subprocess.Popen:
+    """A real process that takes the platform's lock on ``path`` and then hangs, as a stuck run
+    would; returns once it holds it (stop it with ``kill_tree``)."""
+    proc = spawn([sys.executable, "-c", _LOCK_HOLDER, str(path)], stdout=subprocess.PIPE, text=True,
+                 env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert proc.stdout.readline().strip() == "held"
+    return proc

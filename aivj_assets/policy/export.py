@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from aivj_assets.data.atomic import file_lock, file_sha256, read_json, write_json_atomic
+from aivj_assets.data.atomic import LockTimeout, file_lock, file_sha256, read_json, write_json_atomic
 from aivj_assets.registry import Registry
 from aivj_assets.registry.pointers import atomic_copy
 from aivj_assets.settings import Settings
@@ -95,23 +95,31 @@ def export_champion(settings: Settings, registry: Registry, notify: Notify, *, t
     if target is None or champion is None:
         return ExportOutcome("off")
     version = champion["version"]
-    with file_lock(settings.state_dir / ".export.lock"):
-        state = read_json(_state_path(settings), {})
-        if _is_current(target, state, version):
-            return ExportOutcome("current", version)
-        error: OSError | None = None
-        for attempt in range(tries):
-            try:
-                digest = _write(target, registry, version, app_wrapper(registry))
-                break
-            except OSError as exc:
-                error = exc
-                if attempt < tries - 1:
-                    time.sleep(retry_seconds)
-        else:
-            return _pending(settings, state, target, version, error, notify)
-        write_json_atomic(_state_path(settings), {"version": version, "path": str(target), "sha256": digest,
-                                                  "at": _now()})
+    try:
+        with file_lock(settings.state_dir / ".export.lock"):
+            return _export_locked(settings, registry, target, version, notify, tries, retry_seconds)
+    except LockTimeout as exc:  # another export holds it (or hangs): the next tick tries again
+        return ExportOutcome("pending", version, str(exc))
+
+
+def _export_locked(settings: Settings, registry: Registry, target: Path, version: str, notify: Notify,
+                   tries: int, retry_seconds: float) -> ExportOutcome:
+    state = read_json(_state_path(settings), {})
+    if _is_current(target, state, version):
+        return ExportOutcome("current", version)
+    error: OSError | None = None
+    for attempt in range(tries):
+        try:
+            digest = _write(target, registry, version, app_wrapper(registry))
+            break
+        except OSError as exc:
+            error = exc
+            if attempt < tries - 1:
+                time.sleep(retry_seconds)
+    else:
+        return _pending(settings, state, target, version, error, notify)
+    write_json_atomic(_state_path(settings), {"version": version, "path": str(target), "sha256": digest,
+                                              "at": _now()})
     if state.get("pending"):
         notify("export_done", f"champion {version} exported to {target} (pending since {state['pending']['since']})",
                None)

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from aivj_assets.data import atomic
+from aivj_assets_tests.processes import hold_lock_in_another_process
 
 
 def _refusing(times: int, monkeypatch) -> list[int]:
@@ -62,32 +63,12 @@ def test_written_files_get_the_usual_mode_not_owner_only(tmp_path):
     assert target.stat().st_mode & 0o777 == 0o666 & ~mask  # e.g. 0644: a web app as another user reads it
 
 
-_HOLDER = """
-import sys, time
-from pathlib import Path
-from aivj_assets.data.atomic import file_lock
-with file_lock(Path(sys.argv[1])):
-    print("held", flush=True)
-    time.sleep(600)
-"""
-
-
-def _hold_in_another_process(path):
-    """A real process that takes the lock and then hangs, as a stuck run would."""
-    import subprocess
-    import sys
-
-    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(path)], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(atomic.Path(__file__).resolve().parents[2])})
-    assert proc.stdout.readline().strip() == "held"
-    return proc
-
 
 def test_a_stuck_lock_holder_gives_a_clear_error_not_a_hang_and_its_death_frees_the_lock(tmp_path):
     import time
 
     lock = tmp_path / ".registry.lock"
-    holder = _hold_in_another_process(lock)
+    holder = hold_lock_in_another_process(lock)
     try:
         began = time.monotonic()
         with pytest.raises(atomic.LockTimeout) as err, atomic.file_lock(lock, timeout=0.5):
@@ -105,7 +86,7 @@ def test_the_default_lock_timeout_guards_every_lock(tmp_path, monkeypatch):
     from aivj_assets.registry import Registry
 
     registry = Registry(tmp_path / "models")
-    holder = _hold_in_another_process(registry.root / ".registry.lock")
+    holder = hold_lock_in_another_process(registry.root / ".registry.lock")
     monkeypatch.setattr(atomic, "LOCK_TIMEOUT_SECONDS", 0.3)
     try:
         with pytest.raises(atomic.LockTimeout, match="registry.lock"):

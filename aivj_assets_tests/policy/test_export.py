@@ -162,3 +162,18 @@ def test_the_readmes_loading_snippet_loads_an_exported_champion(settings, tmp_pa
     reference.load_state_dict(load_state_dict(registry.weights_path(registry.champion()["version"])))
     with torch.no_grad():
         assert torch.equal(scope["score"], torch.sigmoid(reference.eval()(audio, preset)))
+
+
+def test_an_export_lock_held_elsewhere_makes_the_export_pending_not_a_failed_promotion(settings, monkeypatch) -> None:
+    from aivj_assets_tests.processes import hold_lock_in_another_process, kill_tree
+
+    registry = Registry(settings.models_dir)
+    registry.promote(register_state(registry, _state(3), {"stage": "full"}), by="test")
+    holder = hold_lock_in_another_process(settings.state_dir / ".export.lock")
+    monkeypatch.setattr(atomic, "LOCK_TIMEOUT_SECONDS", 0.2)
+    try:
+        outcome = export_champion(settings, registry, Told())
+        assert outcome.status == "pending" and ".export.lock" in outcome.detail
+    finally:
+        kill_tree(holder)
+    assert export_champion(settings, registry, Told()).status == "exported"  # the next tick writes it
